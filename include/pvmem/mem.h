@@ -5,7 +5,8 @@
  * uses to give memory back (discard), take it again (populate) and prove it is gone (resident).
  *
  * Offsets are relative to the start of the region. Every range is checked: it must lie inside
- * the region and be aligned to the region's page size (pvm_mem_region_page_size()), else -EINVAL.
+ * the region and be aligned to the region's page size (pvm_mem_region_page_size()), else -EINVAL;
+ * an empty range (len 0) inside the region is a no-op that succeeds.
  * A region is not internally locked; discard/populate/resident on disjoint ranges may run from
  * different threads at once.
  */
@@ -38,7 +39,7 @@ struct pvm_mem_region_config {
 	enum pvm_mem_backend backend;     /* where the memory comes from */
 	uint64_t size;                    /* bytes; a multiple of the page size, > 0 */
 	bool shared;                      /* MAP_SHARED (memfd and hugetlbfs are always shared) */
-	bool hugetlb;                     /* memfd: huge pages (MFD_HUGETLB) */
+	bool hugetlb;                     /* memfd: huge pages (MFD_HUGETLB); anon: MAP_HUGETLB */
 	uint64_t hugepage_size;           /* hugetlb page size; 0 = the system default */
 	const char *path;                 /* FILE: the file; HUGETLBFS: a directory (a temporary
 	                                   * unlinked file is made there) or a file */
@@ -53,6 +54,9 @@ struct pvm_mem_region_config {
 };
 
 struct pvm_mem_region;
+
+/* "anonymous", "memfd", "hugetlbfs", "file" (or "unknown"). */
+PVM_EXPORT const char *pvm_mem_backend_name(enum pvm_mem_backend backend);
 
 /* Create a region from @cfg into *@out. Errors: -EINVAL (bad config), -ENOENT (path),
  * -ENOMEM (mmap or preallocation failed: with .prealloc the region is not returned), -ENOSYS
@@ -99,6 +103,13 @@ PVM_EXPORT int pvm_mem_region_populate(struct pvm_mem_region *r, uint64_t offset
  * page-cache residency of the backing file). */
 PVM_EXPORT int pvm_mem_region_resident(const struct pvm_mem_region *r, uint64_t offset,
 				       uint64_t len, uint64_t *bytes, struct pvm_error *err) PVM_MUST_CHECK;
+
+/* Bytes of the range that hold memory in the backing store: for shared memfd and file backends
+ * the parts of the file that are data, not holes (lseek SEEK_DATA/SEEK_HOLE), which also counts
+ * pages written through the fd and never mapped; for anonymous memory, private file mappings and
+ * hugetlb (hugetlbfs reports no holes) the same as pvm_mem_region_resident(). */
+PVM_EXPORT int pvm_mem_region_allocated(const struct pvm_mem_region *r, uint64_t offset,
+					uint64_t len, uint64_t *bytes, struct pvm_error *err) PVM_MUST_CHECK;
 
 #ifdef __cplusplus
 }
