@@ -45,8 +45,16 @@ static void *worker(void *arg)
 			pthread_cond_broadcast(&vm->cond);
 			continue;
 		}
+		{
+			uint8_t buf[PVM_VMEM_RESP_SIZE];
+
+			/* Written under the lock: a device reset (which takes it) cannot slip in
+			 * between the staleness check and the write. */
+			pvm_vmem_resp_encode(resp, 0, buf);
+			pvm_virtq_elem_write(elem, 0, buf, sizeof(buf));
+		}
 		pthread_mutex_unlock(&vm->lock);
-		pvm_vmem_respond(vm, vq, elem, resp, 0);
+		(void)pvm_virtq_complete(vq, elem, PVM_VMEM_RESP_SIZE);   /* -ESTALE after a reset */
 		pthread_mutex_lock(&vm->lock);
 		vm->job = NULL;
 		pthread_cond_broadcast(&vm->cond);

@@ -291,7 +291,7 @@ static int run_action(const struct opts *o)
 		n = fread(buf, 1, sizeof(buf), f);
 		fclose(f);
 		if ((rc = pvm_domain_attach_xml(dom, buf, n, &id, &err)) < 0 ||
-		    (o->sysfs_root && (rc = pvm_domain_probe_host(dom, o->sysfs_root, &err)) < 0)) {
+		    (rc = pvm_domain_probe_host(dom, o->sysfs_root, &err)) < 0) {
 			pvm_error_prefix(&err, "%s", o->args[1]);
 			status = fail(&err);
 			goto out;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <pvmem/domain.h>
+#include <pvmem/control.h>
 #include <pvmem/machine.h>
 
 #include "cli.h"
@@ -25,16 +26,6 @@
 #ifdef PVM_HAVE_SIM
 #include "../sim/sim.h"
 #endif
-
-/*
- * QMP hook for lib/control (the control helper fills it): when the library provides
- * pvm_control_start(), `--qmp unix:PATH` serves QMP on PATH from the machine's loop (it adds its
- * socket with pvm_machine_add_fd() and drives the machine through <pvmem/machine.h>);
- * pvm_control_stop() closes it. Weak, so that `pvmem run` builds without lib/control.
- */
-int pvm_control_start(struct pvm_machine *m, const char *spec, void **handle, struct pvm_error *err)
-	__attribute__((weak));
-void pvm_control_stop(void *handle) __attribute__((weak));
 
 static volatile sig_atomic_t stop_requested;
 
@@ -293,7 +284,7 @@ int pvm_cmd_run(int argc, char **argv)
 	struct pvm_script *script = NULL;
 	struct pvm_error err = { 0 };
 	struct run r = { 0 };
-	void *qmp_handle = NULL;
+	struct pvm_control *qmp_handle = NULL;
 	bool demo;
 	int rc, status = PVM_EXIT_FAIL;
 
@@ -358,11 +349,8 @@ int pvm_cmd_run(int argc, char **argv)
 		}
 	}
 	if (qmp) {
-		if (!pvm_control_start) {
-			pvm_cli_error("run", "--qmp: this pvmem was built without the control socket (lib/control)");
-			goto out;
-		}
-		if (pvm_control_start(r.m, qmp, &qmp_handle, &err)) {
+		/* The control socket serves QMP from the machine's loop and sends its events. */
+		if (pvm_control_new(r.m, qmp, &qmp_handle, &err)) {
 			pvm_cli_error("run", "--qmp %s: %s", qmp, pvm_error_message(&err));
 			goto out;
 		}
@@ -416,8 +404,7 @@ int pvm_cmd_run(int argc, char **argv)
 		status = PVM_EXIT_OK;
 	}
 out:
-	if (qmp_handle && pvm_control_stop)
-		pvm_control_stop(qmp_handle);
+	pvm_control_free(qmp_handle);
 	pvm_sim_guest_free(r.guest);
 	pvm_machine_free(r.m);
 	pvm_timeline_free(r.tl);

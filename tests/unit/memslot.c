@@ -514,13 +514,15 @@ static void test_lookups_with_stale_hints(void **state)
 	for (uint32_t i = 0; i < N; i += 7)
 		assert_ptr_equal(pvm_memslot_gpa_to_hva(t, 4 * i * K4), i < 300 ? NULL : HVA(0x10000000 + i * K4));
 	pvm_memslot_table_free(t);
-	/* Buckets past the top of the GPA space (the span is just over 2^62, from 2^63). */
+	/* Buckets past the top of the GPA space: a span just over 2^61 that ends at the highest
+	 * slot KVM allows, so the last buckets would start above 2^64. */
 	t = new_table(0);
-	assert_int_equal(pvm_memslot_add(t, 0, 0, 1ULL << 63, K4, HVA(0x1000), NULL), 0);
-	assert_int_equal(pvm_memslot_add(t, 1, 0, (1ULL << 63) + (1ULL << 62), K4, HVA(0x2000), NULL), 0);
-	assert_ptr_equal(pvm_memslot_gpa_to_hva(t, (1ULL << 63) + (1ULL << 62) + 5), HVA(0x2005));
-	assert_ptr_equal(pvm_memslot_gpa_to_hva(t, (1ULL << 63) + 5), HVA(0x1005));
+	assert_int_equal(pvm_memslot_add(t, 0, 0, 0 - (1ULL << 61) - 2 * K4, K4, HVA(0x1000), NULL), 0);
+	assert_int_equal(pvm_memslot_add(t, 1, 0, 0 - 2 * K4, K4, HVA(0x2000), NULL), 0);
+	assert_ptr_equal(pvm_memslot_gpa_to_hva(t, 0 - 2 * K4 + 5), HVA(0x2005));
+	assert_ptr_equal(pvm_memslot_gpa_to_hva(t, 0 - (1ULL << 61) - 2 * K4 + 5), HVA(0x1005));
 	assert_null(pvm_memslot_gpa_to_hva(t, UINT64_MAX));
+	assert_null(pvm_memslot_gpa_to_hva(t, 0 - (1ULL << 60)));
 	assert_null(pvm_memslot_gpa_to_hva(t, 5));
 	pvm_memslot_table_free(t);
 }
