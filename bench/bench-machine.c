@@ -44,7 +44,7 @@ int pvm_bench_machine(const struct pvm_bench_opts *opts, struct pvm_bench_report
 	struct pvm_machine *m = NULL;
 	struct pvm_sim_guest *g = NULL;
 	struct pvm_mem_region *raw = NULL;
-	double t0, e2e = 0, base = 0;
+	double t0, t1, e2e = 0, base = 0, grow = 0, shrink = 0, pop = 0, disc = 0;
 	unsigned rounds = opts->quick ? 1 : 3;
 	int rc;
 
@@ -60,19 +60,29 @@ int pvm_bench_machine(const struct pvm_bench_opts *opts, struct pvm_bench_report
 	for (unsigned i = 0; !rc && i < rounds; i++) {
 		t0 = pvm_bench_now();
 		rc = resize(m, hi);
+		t1 = pvm_bench_now();
 		if (!rc)
 			rc = resize(m, lo);
+		grow += t1 - t0;
+		shrink += pvm_bench_now() - t1;
 		e2e += pvm_bench_now() - t0;
 		t0 = pvm_bench_now();
 		if (!rc)
 			rc = pvm_mem_region_populate(raw, 0, delta, NULL, NULL);
+		t1 = pvm_bench_now();
 		if (!rc)
 			rc = pvm_mem_region_discard(raw, 0, delta, NULL);
+		pop += t1 - t0;
+		disc += pvm_bench_now() - t1;
 		base += pvm_bench_now() - t0;
 	}
 	if (!rc) {
 		pvm_bench_raw(r, "resize_1g_4g_1g_s", e2e / rounds);
 		pvm_bench_raw(r, "raw_populate_discard_s", base / rounds);
+		pvm_bench_raw(r, "grow_s", grow / rounds);
+		pvm_bench_raw(r, "shrink_s", shrink / rounds);
+		pvm_bench_raw(r, "raw_populate_s", pop / rounds);
+		pvm_bench_raw(r, "raw_discard_s", disc / rounds);
 		pvm_bench_raw(r, "guest_requests", (double)pvm_sim_guest_vmem_requests(g));
 		pvm_bench_ratio(r, "resize_vs_raw", e2e / base, "<=", 1.5);
 		pvm_bench_note(r, "end to end through the machine API (the QMP path is the control socket's)");

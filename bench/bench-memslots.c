@@ -91,6 +91,23 @@ static int make_skewed_table(uint32_t n, struct pvm_memslot_table **out)
 	return rc;
 }
 
+/* 1000 delete + add cycles of the slot in the middle of a table made by make_table(@n). */
+static int delete_add_cycles(struct pvm_memslot_table *t, uint32_t n, double *us)
+{
+	uint32_t id = n / 2;
+	double t0 = pvm_bench_now();
+	int rc = 0;
+
+	for (uint32_t i = 0; rc == 0 && i < 1000; i++) {
+		rc = pvm_memslot_delete(t, id, NULL);
+		if (rc == 0)
+			rc = pvm_memslot_add(t, id, 0, id * SLOT_STRIDE, SLOT_SIZE,
+					     (void *)(uintptr_t)(HVA_BASE + id * SLOT_SIZE), NULL);
+	}
+	*us = (pvm_bench_now() - t0) * 1e6 / 1000;
+	return rc;
+}
+
 /* Random GPAs inside the @n slots of @f. */
 static void fill_gpas_flat(uint64_t *g, const struct flat *f, uint32_t n, uint64_t seed)
 {
@@ -222,7 +239,7 @@ int pvm_bench_memslots(const struct pvm_bench_opts *opts, struct pvm_bench_repor
 	uint64_t *g8 = NULL, *g509 = NULL, *gbig = NULL, *ghit = NULL, *gskew = NULL;
 	struct flat *flat = NULL, *fskew = NULL;
 	struct flat_fill ff;
-	double t0, build_ms;
+	double t0, build_ms, cycle_us = 0, cycle509_us = 0;
 	int rc;
 
 	g8 = malloc(NGPAS * sizeof(*g8));
@@ -243,6 +260,10 @@ int pvm_bench_memslots(const struct pvm_bench_opts *opts, struct pvm_bench_repor
 	build_ms = (pvm_bench_now() - t0) * 1e3;
 	if (rc == 0)
 		rc = make_skewed_table(nbig, &tskew);
+	if (rc == 0)
+		rc = delete_add_cycles(t509, 509, &cycle509_us);
+	if (rc == 0)
+		rc = delete_add_cycles(tbig, nbig, &cycle_us);
 	if (rc < 0)
 		goto out;
 	ff = (struct flat_fill){ flat, 0 };
@@ -284,6 +305,8 @@ int pvm_bench_memslots(const struct pvm_bench_opts *opts, struct pvm_bench_repor
 		pvm_bench_raw(r, "ns_per_translate_32764", s[TR].best);
 		pvm_bench_raw(r, "ns_per_hva_to_gpa_32764", s[H2G].best);
 		pvm_bench_raw(r, "ms_to_add_32764_slots", build_ms);
+		pvm_bench_raw(r, "us_per_delete_add_at_509", cycle509_us);
+		pvm_bench_raw(r, "us_per_delete_add_at_32764", cycle_us);
 		pvm_bench_note(r, "random GPAs from precomputed arrays of %u; rounds interleaved, best of %d",
 			       NGPAS, rounds);
 		pvm_bench_note(r, "array-index baseline = a non-inlined call, like the library lookup; "

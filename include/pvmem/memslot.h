@@ -50,7 +50,12 @@ PVM_EXPORT void pvm_memslot_table_free(struct pvm_memslot_table *t);
  * an existing id may move (new gpa, same size and hva) or change LOG_DIRTY; anything else
  * (size, hva or READONLY change) is -EINVAL. Errors follow KVM: -EINVAL (alignment, unknown
  * flags, id >= max, too many pages, deleting a missing slot, wrap-around), -EEXIST (overlap
- * with another slot), -ENOMEM. On error the table is unchanged. The page size is 4 KiB. */
+ * with another slot), -ENOMEM. On error the table is unchanged. The page size is 4 KiB.
+ * Checks run in KVM's order (flags, size/gpa/hva alignment, host range, id, gpa wrap, pages),
+ * so the first failing one decides the message. Two pvmem choices: a NULL @hva is refused
+ * (-EINVAL; gpa_to_hva() uses NULL for "no slot"), and a host range that wraps is refused as
+ * KVM's access_ok() does. An identical request returns 0 and changes nothing (the dirty log is
+ * kept). Host memory may be aliased by several slots. */
 PVM_EXPORT int pvm_memslot_set(struct pvm_memslot_table *t, uint32_t id, uint32_t flags,
 			       uint64_t gpa, uint64_t size, void *hva,
 			       struct pvm_error *err) PVM_MUST_CHECK;
@@ -78,13 +83,17 @@ PVM_EXPORT int pvm_memslot_lookup_gpa(const struct pvm_memslot_table *t, uint64_
 				      struct pvm_memslot_info *out);
 /* Host address of @gpa, or NULL when no slot holds it. */
 PVM_EXPORT void *pvm_memslot_gpa_to_hva(const struct pvm_memslot_table *t, uint64_t gpa);
-/* Guest address of @hva; -ENOENT. */
+/* Guest address of @hva; -ENOENT. When several slots alias @hva, the slot with the lowest host
+ * start wins, then the lowest GPA. */
 PVM_EXPORT int pvm_memslot_hva_to_gpa(const struct pvm_memslot_table *t, const void *hva, uint64_t *gpa);
 
 /* Checked translation: the host pointer for [@gpa, @gpa+@len), which must lie inside one slot
  * and allow @access (PVM_ACCESS_*). -EFAULT when it does not (no slot, crosses a slot's end,
- * wraps, write to a READONLY slot); len 0 is -EFAULT too. A WRITE access marks the pages dirty
- * in a LOG_DIRTY slot. */
+ * wraps, write to a READONLY slot); len 0 is -EFAULT too. A range that runs into the next slot
+ * is -EFAULT even when that slot is contiguous in GPA and in host memory: callers split
+ * buffers at slot boundaries (a slot is the unit that can move, be deleted or be read-only).
+ * Unknown @access bits are -EINVAL. A WRITE access marks the pages dirty in a LOG_DIRTY slot.
+ * Cost: O(1) when the last-used slot matches, else a hinted search, O(log n) at worst. */
 PVM_EXPORT int pvm_memslot_translate(const struct pvm_memslot_table *t, uint64_t gpa, uint64_t len,
 				     unsigned access, void **hva) PVM_MUST_CHECK;
 

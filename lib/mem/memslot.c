@@ -2,8 +2,9 @@
 /*
  * The growable memslot table: KVM_SET_USER_MEMORY_REGION's rules (research
  * balloon-discard-memslots.md §5.5) over a dense slot array with sorted indexes (see
- * memslot-priv.h). Changes cost O(n) memmove at worst (O(log n) searches plus array shifts);
- * lookups are O(log n) branch-free binary searches behind an O(1) last-used cache.
+ * memslot-priv.h). Changes cost O(log n) searches plus array shifts (memmove, O(n) bytes at
+ * worst); lookups try an O(1) last-used cache, then search from a bucket hint (usually one or
+ * two probes; a galloping search, O(log n), when the hint is stale or the layout skewed).
  */
 #include <errno.h>
 #include <string.h>
@@ -211,10 +212,10 @@ static inline uint32_t gpa_upper_bound(const struct pvm_memslot_table *t, uint64
 	}
 }
 
-/* Position of the first id >= @id in the id index. */
-static uint32_t id_lower_bound(const struct pvm_memslot_table *t, uint32_t id)
+/* Position of the first id >= @id in the id index of @n entries. */
+static uint32_t id_lower_bound(const struct pvm_memslot_table *t, uint32_t id, uint32_t n)
 {
-	uint32_t lo = 0, hi = t->count;
+	uint32_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
@@ -227,10 +228,11 @@ static uint32_t id_lower_bound(const struct pvm_memslot_table *t, uint32_t id)
 	return lo;
 }
 
-/* Position of the first entry >= (@hva, @gpa) in the HVA index. */
-static uint32_t hva_lower_bound(const struct pvm_memslot_table *t, uint64_t hva, uint64_t gpa)
+/* Position of the first entry >= (@hva, @gpa) in the HVA index of @n entries. */
+static uint32_t hva_lower_bound(const struct pvm_memslot_table *t, uint64_t hva, uint64_t gpa,
+				uint32_t n)
 {
-	uint32_t lo = 0, hi = t->count;
+	uint32_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
@@ -268,10 +270,9 @@ static void hva_maxend_update(struct pvm_memslot_table *t, uint32_t from, uint32
 /* @n: entries in the index before the insertion. */
 static void gpa_index_insert(struct pvm_memslot_table *t, uint32_t idx, uint32_t n)
 {
-	uint64_t gpa = t->store[idx].gpa;
-	uint32_t pos = upper_bound_u64(t->gpa_key, n, gpa);
-
 	const struct pvm_memslot *s = &t->store[idx];
+	uint64_t gpa = s->gpa;
+	uint32_t pos = upper_bound_u64(t->gpa_key, n, gpa);
 
 	ARRAY_INSERT(t->gpa_key, pos, n, gpa);
 	ARRAY_INSERT(t->gpa_ent, pos, n, ((struct pvm_memslot_gpa_ent){ .size = s->size, .hva = s->hva,
@@ -293,11 +294,8 @@ static void gpa_index_remove(struct pvm_memslot_table *t, uint32_t idx, uint32_t
 
 static void id_index_insert(struct pvm_memslot_table *t, uint32_t idx, uint32_t n)
 {
-	uint32_t save = t->count, pos;
+	uint32_t pos = id_lower_bound(t, t->store[idx].id, n);
 
-	t->count = n;
-	pos = id_lower_bound(t, t->store[idx].id);
-	t->count = save;
 	ARRAY_INSERT(t->id_key, pos, n, t->store[idx].id);
 	ARRAY_INSERT(t->id_idx, pos, n, idx);
 }
@@ -310,11 +308,8 @@ static void id_index_remove(struct pvm_memslot_table *t, uint32_t pos, uint32_t 
 
 static void hva_index_insert(struct pvm_memslot_table *t, uint32_t idx, uint32_t n)
 {
-	uint32_t save = t->count, pos;
+	uint32_t pos = hva_lower_bound(t, t->store[idx].hva, t->store[idx].gpa, n);
 
-	t->count = n;
-	pos = hva_lower_bound(t, t->store[idx].hva, t->store[idx].gpa);
-	t->count = save;
 	ARRAY_INSERT(t->hva_key, pos, n, t->store[idx].hva);
 	ARRAY_INSERT(t->hva_idx, pos, n, idx);
 	ARRAY_INSERT(t->hva_maxend, pos, n, 0);
@@ -323,11 +318,8 @@ static void hva_index_insert(struct pvm_memslot_table *t, uint32_t idx, uint32_t
 
 static void hva_index_remove(struct pvm_memslot_table *t, uint32_t idx, uint32_t n)
 {
-	uint32_t save = t->count, pos;
+	uint32_t pos = hva_lower_bound(t, t->store[idx].hva, t->store[idx].gpa, n);
 
-	t->count = n;
-	pos = hva_lower_bound(t, t->store[idx].hva, t->store[idx].gpa);
-	t->count = save;
 	ARRAY_REMOVE(t->hva_key, pos, n);
 	ARRAY_REMOVE(t->hva_idx, pos, n);
 	ARRAY_REMOVE(t->hva_maxend, pos, n);
@@ -336,7 +328,7 @@ static void hva_index_remove(struct pvm_memslot_table *t, uint32_t idx, uint32_t
 
 struct pvm_memslot *pvm_memslot_find_id(const struct pvm_memslot_table *t, uint32_t id)
 {
-	uint32_t pos = id_lower_bound(t, id);
+	uint32_t pos = id_lower_bound(t, id, t->count);
 
 	if (pos < t->count && t->id_key[pos] == id)
 		return &t->store[t->id_idx[pos]];
@@ -567,8 +559,8 @@ static void relocate(struct pvm_memslot_table *t, uint32_t from, uint32_t to)
 	uint32_t pos;
 
 	t->gpa_ent[gpa_index_pos(t, s->gpa, t->count)].idx = to;
-	t->id_idx[id_lower_bound(t, s->id)] = to;
-	pos = hva_lower_bound(t, s->hva, s->gpa);
+	t->id_idx[id_lower_bound(t, s->id, t->count)] = to;
+	pos = hva_lower_bound(t, s->hva, s->gpa, t->count);
 	t->hva_idx[pos] = to;
 	t->store[to] = *s;
 }
@@ -579,7 +571,7 @@ static void slot_delete(struct pvm_memslot_table *t, struct pvm_memslot *s)
 
 	gpa_index_remove(t, idx, n);
 	hva_index_remove(t, idx, n);
-	id_index_remove(t, id_lower_bound(t, s->id), n);
+	id_index_remove(t, id_lower_bound(t, s->id, n), n);
 	pvm_memslot_dirty_free(s->dirty);
 	t->count = last;
 	if (idx != last) {

@@ -44,10 +44,8 @@ static void mmio_interrupt(void *opaque, uint32_t bits)
 	struct pvm_virtio_mmio *m = opaque;
 
 	pthread_mutex_lock(&m->irq_lock);
-	if (bits)
-		m->int_status |= bits;
-	else
-		m->int_status = 0;
+	/* Written under irq_lock, read without it (pvm_virtio_mmio_interrupt_status). */
+	__atomic_store_n(&m->int_status, bits ? m->int_status | bits : 0, __ATOMIC_RELAXED);
 	PVM_TRACE(virtio_mmio_irq, "dev=%s bits=0x%x status=0x%x", pvm_virtio_device_name(m->dev),
 		  bits, m->int_status);
 	if (m->irq_fn)
@@ -310,7 +308,7 @@ void pvm_virtio_mmio_write(struct pvm_virtio_mmio *m, uint64_t offset, unsigned 
 		return;
 	case PVM_VIRTIO_MMIO_INTERRUPT_ACK:
 		pthread_mutex_lock(&m->irq_lock);
-		m->int_status &= ~v;
+		__atomic_store_n(&m->int_status, m->int_status & ~v, __ATOMIC_RELAXED);
 		if (m->irq_fn)
 			m->irq_fn(m->irq_opaque, m->int_status != 0);
 		pthread_mutex_unlock(&m->irq_lock);

@@ -336,6 +336,18 @@ static void test_translate_edges(void **state)
 			assert_ptr_equal(hva, rc ? HVA(0xdead000) : HVA(c->hva));
 		}
 	}
+	{
+		struct pvm_memslot_info info;
+
+		assert_int_equal(pvm_memslot_lookup_gpa(t, 0x200fff, &info), 0);
+		assert_int_equal(info.id, 2);
+		assert_int_equal(info.flags, RO);
+		assert_int_equal(info.gpa, 0x200000);
+		assert_int_equal(info.size, K4);
+		assert_ptr_equal(info.hva, HVA(0x7f0000100000));
+		assert_int_equal(pvm_memslot_lookup_gpa(t, 0x201000, &info), -ENOENT);
+		assert_int_equal(pvm_memslot_lookup_gpa(t, 0, &info), -ENOENT);
+	}
 	pvm_memslot_table_free(t);
 }
 
