@@ -199,11 +199,69 @@ static int size_arg(const char *text, uint64_t *v)
 	return 0;
 }
 
+/* Size or "unlimited" from a JSON value, as text. */
+static const char *size_text(json_object *v, char *buf, size_t len)
+{
+	if (!v)
+		return "none";
+	if (json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return pvm_size_format(json_object_get_uint64(v), buf, len);
+}
+
+static json_object *member(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	json_object_object_get_ex(o, key, &v);
+	return v;
+}
+
+static void print_memlock(json_object *ml)
+{
+	char need[32], soft[32], pinned[32];
+	json_object *err = member(ml, "apply-error");
+
+	printf("memlock    need %s, process limit %s, pinned %s", size_text(member(ml, "limit"), need, sizeof(need)),
+	       size_text(member(ml, "soft"), soft, sizeof(soft)), size_text(member(ml, "pinned"), pinned, sizeof(pinned)));
+	if (err)
+		printf(" (not applied: %s; pinning is checked against the need)", json_object_get_string(err));
+	printf("\n");
+}
+
+static void print_discard(json_object *d)
+{
+	json_object *bal = member(d, "balloon");
+	bool disabled = json_object_get_boolean(member(d, "disabled"));
+	char inflated[32], freed[32];
+
+	printf("discard    %s", disabled ? "uncoordinated discard disabled (a device pins guest memory)"
+				    : "allowed");
+	if (bal && json_object_get_boolean(member(bal, "present")))
+		printf("; balloon holds %s, freed %s%s", size_text(member(bal, "inflated"), inflated, sizeof(inflated)),
+		       size_text(member(bal, "freed"), freed, sizeof(freed)),
+		       json_object_get_boolean(member(bal, "inhibited")) ? ", inhibited" : "");
+	printf("\n");
+}
+
+static void print_hostdevs(json_object *a)
+{
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *h = json_object_array_get_idx(a, i);
+		char mapped[32];
+
+		printf("%-10s %s, DMA-mapped %s%s\n", json_object_get_string(member(h, "id")),
+		       json_object_get_string(member(h, "kind")),
+		       size_text(member(h, "dma-mapped"), mapped, sizeof(mapped)),
+		       json_object_get_boolean(member(h, "viommu")) ? ", behind the vIOMMU" : "");
+	}
+}
+
 /* Human summary of query-memory-devices + query-balloon + query-memlock. */
 static int do_info(struct conn *c, bool json)
 {
 	json_object *devs = call(c, "query-memory-devices", NULL);
-	json_object *bal, *ml, *disc;
+	json_object *bal, *ml, *disc, *hostdevs;
 	char a[32], b[32], r[32];
 
 	if (!devs)
@@ -211,6 +269,7 @@ static int do_info(struct conn *c, bool json)
 	bal = call(c, "query-balloon", NULL);
 	ml = call(c, "query-memlock", NULL);
 	disc = call(c, "query-discard", NULL);
+	hostdevs = call(c, "x-pvmem-query-hostdevs", NULL);
 	if (json) {
 		json_object *all = json_object_new_object();
 
@@ -218,6 +277,7 @@ static int do_info(struct conn *c, bool json)
 		json_object_object_add(all, "balloon", bal);
 		json_object_object_add(all, "memlock", ml);
 		json_object_object_add(all, "discard", disc);
+		json_object_object_add(all, "hostdevs", hostdevs);
 		print_json(all);
 		json_object_put(all);
 		return PVM_EXIT_OK;
@@ -247,13 +307,16 @@ static int do_info(struct conn *c, bool json)
 			printf("balloon    guest sees %s\n", pvm_size_format(json_object_get_uint64(v), a, sizeof(a)));
 	}
 	if (ml)
-		printf("memlock    %s\n", json_object_to_json_string_ext(ml, JSON_C_TO_STRING_SPACED));
+		print_memlock(ml);
 	if (disc)
-		printf("discard    %s\n", json_object_to_json_string_ext(disc, JSON_C_TO_STRING_SPACED));
+		print_discard(disc);
+	if (hostdevs)
+		print_hostdevs(hostdevs);
 	json_object_put(devs);
 	json_object_put(bal);
 	json_object_put(ml);
 	json_object_put(disc);
+	json_object_put(hostdevs);
 	return PVM_EXIT_OK;
 }
 
