@@ -87,6 +87,10 @@ struct pvm_machine_guest_ops {
 	void (*memory)(void *opaque, uint64_t *total, uint64_t *used);
 	/* The guest switched DMA remapping (viommu on/off); may be NULL. */
 	void (*viommu)(void *opaque, bool enabled);
+	/* True while the guest waits for a device to answer a request it sent: the loop then
+	 * sleeps until the device's interrupt instead of polling, and the machine is not idle.
+	 * May be NULL (never waits). */
+	bool (*waiting)(void *opaque);
 };
 
 /* ---- life cycle --------------------------------------------------------------------------- */
@@ -160,11 +164,14 @@ PVM_EXPORT bool pvm_machine_quit_requested(const struct pvm_machine *m);
 PVM_EXPORT int pvm_machine_add_fd(struct pvm_machine *m, int fd, uint32_t events,
 				  void (*cb)(void *opaque, int fd, uint32_t events), void *opaque);
 PVM_EXPORT void pvm_machine_remove_fd(struct pvm_machine *m, int fd);
-/* One round: wait for fds up to @timeout_ms (0 = poll; less when the guest is busy or a timer is
- * due), run their callbacks, then devices and the guest. Returns 0 or -errno of epoll_wait. */
+/* One round: wait for fds and device interrupts up to @timeout_ms (-1 = no limit, 0 = poll; 0
+ * when the guest is busy, less when a timer is due), run the fds' callbacks, then devices and
+ * the guest. A device interrupt (a config change after a control call, an answer completed on
+ * a worker thread) ends the wait at once. Returns 0 or -errno of epoll_wait. */
 PVM_EXPORT int pvm_machine_run_once(struct pvm_machine *m, int timeout_ms);
-/* True when the guest has nothing to do now and no device request is in flight (a guest
- * waiting for its retry timer counts as idle only when @timers_too is false). */
+/* True when the guest has nothing to do now, is not waiting for a device's answer and no
+ * interrupt is pending (a guest waiting for its retry timer counts as idle only when
+ * @timers_too is false). */
 PVM_EXPORT bool pvm_machine_idle(struct pvm_machine *m, bool timers_too);
 /* Run until idle (timers included) or @timeout_ms passed (-ETIMEDOUT). */
 PVM_EXPORT int pvm_machine_settle(struct pvm_machine *m, uint64_t timeout_ms);

@@ -82,11 +82,13 @@ struct pvm_machine {
 	int ml_error;                      /* last failure to apply it */
 
 	int epfd;                          /* epoll instance for watched fds */
+	int irqfd;                         /* eventfd: a device raised an interrupt (any thread) */
 	struct pvm_machine_fd fds[PVM_MACHINE_MAX_FDS]; /* watched fds */
 
 	const struct pvm_machine_guest_ops *guest_ops; /* the guest, NULL = none */
 	void *guest;                       /* its opaque */
 	bool guest_busy;                   /* the guest has work right now */
+	bool guest_waiting;                /* the guest waits for a device's answer (interrupt) */
 	uint64_t guest_timer_ms;           /* the guest's next timer (0 = none) */
 	uint64_t balloon_timer_ms;         /* the balloon's next stats poll (0 = none) */
 
@@ -104,6 +106,8 @@ int pvm_machine_dma_init(struct pvm_machine *m, struct pvm_error *err);
 void pvm_machine_dma_fini(struct pvm_machine *m);
 void pvm_machine_loop_fini(struct pvm_machine *m);
 int pvm_machine_loop_init(struct pvm_machine *m, struct pvm_error *err);
+/* The interrupt line of every transport: wakes the loop (any thread, no pvmem call inside). */
+void pvm_machine_irq(void *opaque, bool level);
 
 /* The embedded default domain XML and demo script (examples/default.xml, examples/demo.pvm). */
 const char *pvm_machine_embedded_default_xml(void);
