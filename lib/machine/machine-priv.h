@@ -83,6 +83,7 @@ struct pvm_machine {
 
 	int epfd;                          /* epoll instance for watched fds */
 	int irqfd;                         /* eventfd: a device raised an interrupt (any thread) */
+	bool irq_pending;                  /* an interrupt came since the guest last ran (atomic) */
 	struct pvm_machine_fd fds[PVM_MACHINE_MAX_FDS]; /* watched fds */
 
 	const struct pvm_machine_guest_ops *guest_ops; /* the guest, NULL = none */

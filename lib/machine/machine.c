@@ -86,6 +86,7 @@ static int add_transport(struct pvm_machine *m, const char *id, struct pvm_virti
 	rc = pvm_virtio_mmio_new(dev, &v->mmio, err);
 	if (rc)
 		return rc;
+	pvm_virtio_mmio_set_irq(v->mmio, pvm_machine_irq, m);
 	m->nvdevs++;
 	return 0;
 }
@@ -187,11 +188,16 @@ int pvm_machine_new(const struct pvm_domain *dom, const struct pvm_machine_opts 
 	if (!m)
 		return pvm_error_set(err, -ENOMEM, "out of memory");
 	m->epfd = -1;
+	m->irqfd = -1;
 	m->t0_ns = mono_ns();
 	m->next_domain = 1;
 	if (opts)
 		m->opts = *opts;
 	rc = pvm_domain_clone(dom, &m->dom, err);
+	if (rc)
+		goto fail;
+	/* The loop first: transports connect their interrupt line to it. */
+	rc = pvm_machine_loop_init(m, err);
 	if (rc)
 		goto fail;
 	rc = pvm_discard_policy_new(&m->policy);
@@ -217,9 +223,6 @@ int pvm_machine_new(const struct pvm_domain *dom, const struct pvm_machine_opts 
 	rc = pvm_machine_dma_init(m, err);
 	if (rc)
 		goto fail;
-	rc = pvm_machine_loop_init(m, err);
-	if (rc)
-		goto fail;
 	/* Apply the start-up need (hostdevs in the XML); EPERM is recorded, not fatal. */
 	rc = pvm_machine_memlock_update(m, 1, err);
 	if (rc && rc != -EPERM)
@@ -237,7 +240,6 @@ void pvm_machine_free(struct pvm_machine *m)
 {
 	if (!m)
 		return;
-	pvm_machine_loop_fini(m);
 	pvm_machine_dma_fini(m);
 	for (size_t i = m->nvdevs; i-- > 0;)
 		pvm_virtio_mmio_free(m->vdevs[i].mmio);
@@ -249,6 +251,8 @@ void pvm_machine_free(struct pvm_machine *m)
 	pvm_memslot_table_free(m->slots);
 	pvm_mem_region_free(m->ram);
 	pvm_discard_policy_free(m->policy);
+	/* Last: device workers may raise interrupts until the devices are gone. */
+	pvm_machine_loop_fini(m);
 	if (m->memlock) {
 		struct pvm_error e = { 0 };
 
@@ -270,6 +274,7 @@ void pvm_machine_set_guest(struct pvm_machine *m, const struct pvm_machine_guest
 	m->guest_ops = ops;
 	m->guest = opaque;
 	m->guest_busy = ops != NULL;
+	m->guest_waiting = false;
 }
 
 struct pvm_memslot_table *pvm_machine_memslots(struct pvm_machine *m)
@@ -356,6 +361,7 @@ int pvm_machine_system_reset(struct pvm_machine *m, struct pvm_error *err)
 	if (m->guest_ops && m->guest_ops->reset)
 		m->guest_ops->reset(m->guest);
 	m->guest_busy = m->guest_ops != NULL;
+	m->guest_waiting = false;
 	pvm_machine_emit(m, &ev);
 	return rc;
 }

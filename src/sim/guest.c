@@ -224,10 +224,9 @@ static uint64_t vmem_tick(struct pvm_sim_guest *g, struct gvmem *v, uint64_t now
 		return 0;
 	if (pvm_vdrv_ack_interrupt(v->vd) & PVM_VIRTIO_INT_CONFIG)
 		pvm_sim_vmem_config_changed(v->drv);
-	if (v->inflight && !vmem_collect(g, v)) {
-		*busy = true;
+	/* A request still in flight (answered on the device's worker): wait for its interrupt. */
+	if (v->inflight && !vmem_collect(g, v))
 		return 0;
-	}
 	while (budget--) {
 		switch (pvm_sim_vmem_step(v->drv, now, &r)) {
 		case PVM_SIM_VMEM_SEND:
@@ -235,10 +234,8 @@ static uint64_t vmem_tick(struct pvm_sim_guest *g, struct gvmem *v, uint64_t now
 				pvm_sim_vmem_complete(v->drv, 0xfffe);
 				break;
 			}
-			if (!vmem_collect(g, v)) {
-				*busy = true;
-				return 0;
-			}
+			if (!vmem_collect(g, v))
+				return 0; /* answered later: waiting (g_waiting) */
 			continue;
 		case PVM_SIM_VMEM_TIMER:
 			return pvm_sim_vmem_deadline(v->drv);
@@ -283,10 +280,8 @@ static void balloon_tick(struct pvm_sim_guest *g, uint64_t now, bool *busy)
 		int q;
 
 		if (b->inflight_q >= 0) {
-			if (pvm_vdrv_get_used(b->vd, (unsigned)b->inflight_q, &tok, &len) != 1) {
-				*busy = true;
-				return;
-			}
+			if (pvm_vdrv_get_used(b->vd, (unsigned)b->inflight_q, &tok, &len) != 1)
+				return; /* waiting for the device's interrupt (g_waiting) */
 			if (b->inflight_q == PVM_BALLOON_VQ_DEFLATE)
 				pvm_sim_mm_balloon_free(g->mm, b->req, b->nreq);
 			b->inflight_q = -1;
@@ -395,8 +390,19 @@ static void g_memory(void *opaque, uint64_t *total, uint64_t *used)
 	pvm_sim_guest_memory(opaque, total, used);
 }
 
+/* A request is on a ring and not answered yet. */
+static bool g_waiting(void *opaque)
+{
+	struct pvm_sim_guest *g = opaque;
+
+	for (unsigned i = 0; i < g->nvmem; i++)
+		if (g->vmem[i].drv && g->vmem[i].inflight)
+			return true;
+	return g->balloon.vd && g->balloon.inflight_q >= 0;
+}
+
 static const struct pvm_machine_guest_ops guest_ops = {
-	.tick = g_tick, .reset = g_reset, .memory = g_memory,
+	.tick = g_tick, .reset = g_reset, .memory = g_memory, .waiting = g_waiting,
 };
 
 int pvm_sim_guest_new(struct pvm_machine *m, const struct pvm_sim_guest_opts *opts,
