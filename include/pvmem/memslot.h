@@ -8,7 +8,9 @@
  *
  * Concurrency: lookups and translations may run concurrently with each other; changes (set,
  * add, delete, move, flags) must not run concurrently with anything else on the same table: the
- * owner (the machine) serialises them against lookups.
+ * owner (the machine) serialises them against lookups. Each user that translates often (a vCPU,
+ * a device) should also own a struct pvm_memslot_cache (below): a hit is inline and costs one
+ * range compare.
  */
 #ifndef PVMEM_MEMSLOT_H
 #define PVMEM_MEMSLOT_H
@@ -108,6 +110,85 @@ PVM_EXPORT int pvm_memslot_get_dirty_log(struct pvm_memslot_table *t, uint32_t i
 PVM_EXPORT int pvm_memslot_for_each(const struct pvm_memslot_table *t,
 				    int (*fn)(void *opaque, const struct pvm_memslot_info *slot),
 				    void *opaque);
+
+/* The table's generation: a counter that every successful change (create, delete, move, flags
+ * change) increases, by one per step (a set() that moves and toggles LOG_DIRTY: two); failed
+ * and identical requests leave it alone. Users that keep something derived from slots (a
+ * translated ring pointer) compare it to know when to translate again. */
+PVM_EXPORT uint64_t pvm_memslot_generation(const struct pvm_memslot_table *t);
+
+/* ---- per-user lookup caches --------------------------------------------------------------
+ *
+ * A cache holds a copy of the last slot its user hit (KVM's per-vCPU last_used_slot, research
+ * §5.2), so that a hit is inline in the caller: one subtraction, one compare, one addition, no
+ * call. The table keeps a list of its caches and empties every cache holding a slot when that
+ * slot is deleted, moved or changes flags (push invalidation, as KVM's gfn_to_pfn_cache list):
+ * a hit is therefore always exact, with no generation check on the hot path, and a cache filled
+ * before a change can never return a pointer the change made wrong.
+ *
+ * Rules: a cache belongs to one thread at a time (lookups through it write it on a miss);
+ * pvm_memslot_cache_new() and _free() may run at any time but during pvm_memslot_table_free()
+ * (the list has its own lock); the table's changes empty caches, so they must not overlap
+ * lookups through any cache (the same rule as for every lookup). pvm_memslot_table_free()
+ * detaches the caches still attached: they must still be freed, and every lookup through a
+ * detached cache misses (NULL / -EFAULT).
+ *
+ * The fields are public only for the inline functions below: read them if useful, never write
+ * them. */
+struct pvm_memslot_cache {
+	uint64_t gpa;                        /* cached slot: guest-physical start */
+	uint64_t size;                       /* its size in bytes; 0 = empty, every lookup misses */
+	uintptr_t hva;                       /* its host address of gpa */
+	uint32_t slow_access;                /* access bits left to the library (see below) */
+	uint32_t id;                         /* its slot id (meaningful while size != 0) */
+	uint32_t pos;                        /* where the table last had it (private hint) */
+	uint32_t reserved;                   /* zero */
+	struct pvm_memslot_table *table;     /* the table, NULL once the table is freed */
+	struct pvm_memslot_cache *prev;      /* the table's list of caches (private) */
+	struct pvm_memslot_cache *next;      /* the table's list of caches (private) */
+};
+
+/* A new, empty cache attached to @t; -ENOMEM. */
+PVM_EXPORT int pvm_memslot_cache_new(struct pvm_memslot_table *t,
+				     struct pvm_memslot_cache **out) PVM_MUST_CHECK;
+/* Detach (if still attached) and free @c; NULL is fine. */
+PVM_EXPORT void pvm_memslot_cache_free(struct pvm_memslot_cache *c);
+
+/* The out-of-line halves of the inline functions below: exactly pvm_memslot_gpa_to_hva() and
+ * pvm_memslot_translate() on the cache's table, and when @gpa lies in a slot the cache is
+ * refilled with that slot. They search the table directly and leave the table's own last-used
+ * cache alone, so that many users do not thrash it (KVM does the same for vCPUs). */
+PVM_EXPORT void *pvm_memslot_cache_gpa_to_hva_miss(struct pvm_memslot_cache *c, uint64_t gpa);
+PVM_EXPORT int pvm_memslot_cache_translate_miss(struct pvm_memslot_cache *c, uint64_t gpa, uint64_t len,
+						unsigned access, void **hva) PVM_MUST_CHECK;
+
+/* pvm_memslot_gpa_to_hva() through @c: inline on a hit. */
+static inline void *pvm_memslot_cache_gpa_to_hva(struct pvm_memslot_cache *c, uint64_t gpa)
+{
+	uint64_t off = gpa - c->gpa;
+
+	if (__builtin_expect(off < c->size, 1))
+		return (void *)(c->hva + (uintptr_t)off);
+	return pvm_memslot_cache_gpa_to_hva_miss(c, gpa);
+}
+
+/* pvm_memslot_translate() through @c, with identical results: inline when [@gpa, @gpa+@len)
+ * lies in the cached slot and @access has no bit of c->slow_access; any other case goes out of
+ * line: a miss, len 0, a range past the slot's end, unknown access bits, and a WRITE to a
+ * READONLY slot (refused there) or to a LOG_DIRTY one (whose pages are marked dirty there). So
+ * write protection and dirty logging stay exact; reads of such slots stay inline. */
+static inline int PVM_MUST_CHECK pvm_memslot_cache_translate(struct pvm_memslot_cache *c, uint64_t gpa,
+							     uint64_t len, unsigned access, void **hva)
+{
+	uint64_t off = gpa - c->gpa;
+
+	/* off < size, so size - off > 0; len - 1 wraps for len 0, which then goes out of line. */
+	if (__builtin_expect(off < c->size && len - 1 < c->size - off && !(access & c->slow_access), 1)) {
+		*hva = (void *)(c->hva + (uintptr_t)off);
+		return 0;
+	}
+	return pvm_memslot_cache_translate_miss(c, gpa, len, access, hva);
+}
 
 #ifdef __cplusplus
 }

@@ -2,10 +2,14 @@
 /*
  * Host devices: DMA spaces, the vIOMMU and the memlock lifecycle around attach and detach.
  *
- * Without <iommu> every device shares one space that maps all guest RAM at iova == gpa (boot RAM
- * always, virtio-mem regions as far as they are plugged, following the discard manager). With
- * <iommu> each device gets its own space bound to its own vIOMMU domain, as QEMU gives each
- * device behind a vIOMMU its own address space.
+ * Without <iommu> every VFIO device shares one space that maps all guest RAM at iova == gpa
+ * (boot RAM always, virtio-mem regions as far as they are plugged, following the discard
+ * manager): one VFIO container, RAM pinned once. With <iommu> each VFIO device gets its own space
+ * bound to its own vIOMMU domain, as QEMU gives each device behind a vIOMMU its own address space
+ * (type1: RAM pinned once per device). NVMe disks (QEMU's userspace driver opens its own VFIO
+ * container) and vDPA devices (vhost-vdpa pins through its own device) always get their own
+ * identity space: all RAM pinned once per device, whatever the vIOMMU does. This is the
+ * accounting libvirt's factor (nvdpa + nnvme + (vIOMMU ? nvfio : 1)) is made for.
  *
  * Order (libvirt's): the memlock need WITH the device is applied before the attach; after a
  * detach (or a failed attach) the need WITHOUT it. A refused raise (-EPERM) is recorded in
@@ -86,13 +90,9 @@ void pvm_machine_dma_fini(struct pvm_machine *m)
 	m->dma = NULL;
 }
 
-int pvm_machine_memlock_update(struct pvm_machine *m, int apply, struct pvm_error *err)
+/* Take @res as the need now: the figures the queries report and the DMA accounting budget. */
+static void need_commit(struct pvm_machine *m, const struct pvm_memlock_result *res)
 {
-	struct pvm_memlock_result *res = NULL;
-	int rc = pvm_memlock_compute(m->dom, NULL, &res, err);
-
-	if (rc)
-		return rc;
 	switch (pvm_memlock_result_kind(res)) {
 	case PVM_MEMLOCK_NONE:
 		m->ml_kind = PVM_MACHINE_MEMLOCK_NONE;
@@ -111,22 +111,53 @@ int pvm_machine_memlock_update(struct pvm_machine *m, int apply, struct pvm_erro
 	if (m->dma)
 		pvm_dma_ctx_set_budget(m->dma, m->ml_kind == PVM_MACHINE_MEMLOCK_BYTES ? m->ml_need
 										: PVM_DMA_BUDGET_UNLIMITED);
-	if (apply && !m->opts.no_memlock) {
-		struct pvm_error e = { 0 };
+}
 
-		if (!m->memlock)
-			rc = pvm_memlock_ctl_open(getpid(), m->opts.memlock_state_dir, 0, &m->memlock, &e);
-		if (!rc && apply == 1 && m->ml_kind != PVM_MACHINE_MEMLOCK_NONE)
-			rc = pvm_memlock_ctl_before_attach(m->memlock, res, &e);
-		else if (!rc && apply == 2)
-			rc = pvm_memlock_ctl_after_detach(m->memlock, res, &e);
-		m->ml_error = rc;
-		if (rc) {
-			pvm_warn("memlock: %s; continuing with the accounting budget of %llu bytes",
-				 pvm_error_message(&e), (unsigned long long)m->ml_need);
-			pvm_error_set(err, rc, "%s", pvm_error_message(&e));
-		}
+/* Apply @res to the process limit: @apply 1 raises (start, attach), 2 sets the exact remaining
+ * need (detach, failed attach). A refused raise (-EPERM) is recorded and logged once; the
+ * caller decides whether it is fatal. */
+static int need_apply(struct pvm_machine *m, const struct pvm_memlock_result *res, int apply,
+		      struct pvm_error *err)
+{
+	struct pvm_error e = { 0 };
+	int rc = 0;
+
+	if (!apply || m->opts.no_memlock)
+		return 0;
+	if (!m->memlock)
+		rc = pvm_memlock_ctl_open(getpid(), m->opts.memlock_state_dir, 0, &m->memlock, &e);
+	if (!rc && apply == 1 && m->ml_kind != PVM_MACHINE_MEMLOCK_NONE)
+		rc = pvm_memlock_ctl_before_attach(m->memlock, res, &e);
+	else if (!rc && apply == 2)
+		rc = pvm_memlock_ctl_after_detach(m->memlock, res, &e);
+	m->ml_error = rc;
+	if (rc == -EPERM) {
+		char need[32];
+
+		if (m->ml_kind == PVM_MACHINE_MEMLOCK_UNLIMITED)
+			snprintf(need, sizeof(need), "unlimited");
+		else
+			pvm_size_format(m->ml_need, need, sizeof(need));
+		pvm_warn("memlock: this process may not raise its RLIMIT_MEMLOCK to %s (it lacks "
+			 "CAP_SYS_RESOURCE); DMA pinning is checked against the computed need instead",
+			 need);
+	} else if (rc) {
+		pvm_warn("memlock: %s", pvm_error_message(&e));
 	}
+	if (rc)
+		pvm_error_set(err, rc, "%s", pvm_error_message(&e));
+	return rc;
+}
+
+int pvm_machine_memlock_update(struct pvm_machine *m, int apply, struct pvm_error *err)
+{
+	struct pvm_memlock_result *res = NULL;
+	int rc = pvm_memlock_compute(m->dom, NULL, &res, err);
+
+	if (rc)
+		return rc;
+	need_commit(m, res);
+	rc = need_apply(m, res, apply, err);
 	pvm_memlock_result_free(res);
 	return rc;
 }
@@ -177,9 +208,48 @@ static int guest_map_window(struct pvm_machine *m, uint32_t domain, struct pvm_e
 	return pvm_dma_viommu_map(m->viommu, domain, 0, 0, GUEST_DMA_WINDOW, err);
 }
 
+/* Give the new device its DMA space (its own behind the vIOMMU) and attach it there. */
+static int hostdev_dma_attach(struct pvm_machine *m, struct pvm_machine_hostdev *h,
+			      struct pvm_error *err)
+{
+	bool behind_viommu = m->viommu && h->kind == PVM_MACHINE_HOSTDEV_VFIO;
+	int rc;
+
+	if (behind_viommu || h->kind != PVM_MACHINE_HOSTDEV_VFIO) {
+		struct pvm_dma_space_config scfg = { .name = h->id, .fd = -1 };
+
+		if (behind_viommu) {
+			scfg.viommu = m->viommu;
+			scfg.domain = m->next_domain;
+		}
+		rc = pvm_dma_space_new(m->dma, &scfg, &h->space, err);
+		if (rc)
+			return rc;
+		rc = space_add_ram(m, h->space, err);
+		if (!rc && behind_viommu && pvm_dma_viommu_enabled(m->viommu))
+			rc = guest_map_window(m, m->next_domain, err);
+		if (rc) {
+			pvm_dma_space_free(h->space);
+			h->space = NULL;
+			return rc;
+		}
+		h->own_space = true;
+	} else {
+		h->space = m->shared_space;
+	}
+	rc = pvm_dma_space_attach(h->space, h->id, dma_kind(h->kind), err);
+	if (rc && h->own_space) {
+		pvm_dma_space_free(h->space);
+		h->space = NULL;
+		h->own_space = false;
+	}
+	return rc;
+}
+
 int pvm_machine_attach_hostdev(struct pvm_machine *m, const char *id, enum pvm_machine_hostdev_kind kind,
 			       struct pvm_error *err)
 {
+	struct pvm_memlock_result *without = NULL, *with = NULL;
 	struct pvm_machine_hostdev *h;
 	char xml[512];
 	int rc;
@@ -190,53 +260,43 @@ int pvm_machine_attach_hostdev(struct pvm_machine *m, const char *id, enum pvm_m
 		return pvm_error_set(err, -EEXIST, "device '%s' is already attached", id);
 	if (m->nhostdevs == PVM_MACHINE_MAX_DEVICES)
 		return pvm_error_set(err, -ENOSPC, "too many host devices");
+	/* Both needs first: the rollback below must not depend on an allocation. */
+	rc = pvm_memlock_compute(m->dom, NULL, &without, err);
+	if (rc)
+		return rc;
 	hostdev_xml(xml, sizeof(xml), id, kind, (unsigned)m->nhostdevs);
 	rc = pvm_domain_attach_xml(m->dom, xml, strlen(xml), NULL, err);
 	if (rc)
-		return rc;
+		goto out;
+	rc = pvm_memlock_compute(m->dom, NULL, &with, err);
+	if (rc)
+		goto undo_domain;
 	h = &m->hostdevs[m->nhostdevs];
 	memset(h, 0, sizeof(*h));
 	snprintf(h->id, sizeof(h->id), "%s", id);
 	h->kind = kind;
-	/* Raise first; an EPERM is recorded and the attach goes on (file comment). */
-	rc = pvm_machine_memlock_update(m, 1, err);
+	/* Raise first (libvirt's order); an EPERM is recorded and the attach goes on. */
+	need_commit(m, with);
+	rc = need_apply(m, with, 1, err);
 	if (rc && rc != -EPERM)
-		goto undo_domain;
-	pvm_error_clear(err);
-	if (m->viommu) {
-		struct pvm_dma_space_config scfg = { .name = id, .viommu = m->viommu,
-						     .domain = m->next_domain, .fd = -1 };
-
-		rc = pvm_dma_space_new(m->dma, &scfg, &h->space, err);
-		if (!rc)
-			rc = space_add_ram(m, h->space, err);
-		if (!rc && pvm_dma_viommu_enabled(m->viommu))
-			rc = guest_map_window(m, m->next_domain, err);
-		if (rc) {
-			pvm_dma_space_free(h->space);
-			goto undo_memlock;
-		}
-		h->own_space = true;
-		m->next_domain++;
-	} else {
-		h->space = m->shared_space;
-	}
-	rc = pvm_dma_space_attach(h->space, id, dma_kind(kind), err);
-	if (rc) {
-		if (h->own_space)
-			pvm_dma_space_free(h->space);
 		goto undo_memlock;
-	}
+	pvm_error_clear(err);
+	rc = hostdev_dma_attach(m, h, err);
+	if (rc)
+		goto undo_memlock;
+	if (m->viommu && kind == PVM_MACHINE_HOSTDEV_VFIO)
+		m->next_domain++; /* the domain is taken */
 	m->nhostdevs++;
 	PVM_TRACE(machine_attach_hostdev, "id=%s kind=%s", id, pvm_machine_hostdev_kind_name(kind));
-	return 0;
+	goto out;
 undo_memlock:
-	(void)pvm_domain_detach(m->dom, id, NULL);
-	(void)pvm_machine_memlock_update(m, 2, NULL);
-	return rc;
+	need_commit(m, without);
+	(void)need_apply(m, without, 2, NULL);
 undo_domain:
 	(void)pvm_domain_detach(m->dom, id, NULL);
-	(void)pvm_machine_memlock_update(m, 0, NULL);
+out:
+	pvm_memlock_result_free(with);
+	pvm_memlock_result_free(without);
 	return rc;
 }
 
@@ -244,11 +304,23 @@ int pvm_machine_detach_hostdev(struct pvm_machine *m, const char *id, struct pvm
 {
 	int i = pvm_machine_hostdev_find(m, id);
 	struct pvm_machine_event ev = { .kind = PVM_MACHINE_EVENT_DEVICE_DELETED };
+	struct pvm_memlock_result *without = NULL;
+	struct pvm_domain *after = NULL;
 	struct pvm_machine_hostdev h;
 	int rc;
 
 	if (i < 0)
 		return pvm_error_set(err, -ENOENT, "no host device '%s'", id ? id : "");
+	/* The need without the device, computed before anything changes (on a copy of the
+	 * domain), so that nothing after this point can fail for want of memory. */
+	rc = pvm_domain_clone(m->dom, &after, err);
+	if (!rc)
+		rc = pvm_domain_detach(after, id, err);
+	if (!rc)
+		rc = pvm_memlock_compute(after, NULL, &without, err);
+	pvm_domain_free(after);
+	if (rc)
+		return rc;
 	h = m->hostdevs[i];
 	if (h.own_space)
 		pvm_dma_space_free(h.space); /* detaches, releases the vote, unmaps */
@@ -260,13 +332,14 @@ int pvm_machine_detach_hostdev(struct pvm_machine *m, const char *id, struct pvm
 	/* The balloon may now free what it held back while discarding was disabled. */
 	if (m->balloon)
 		(void)pvm_balloon_discard_changed(m->balloon);
-	rc = pvm_machine_memlock_update(m, 2, err);
-	if (rc == -EPERM)
-		pvm_error_clear(err);
+	/* Lower after the detach; a refusal is recorded, the device is gone either way. */
+	need_commit(m, without);
+	(void)need_apply(m, without, 2, NULL);
+	pvm_memlock_result_free(without);
 	ev.id = h.id;
 	pvm_machine_emit(m, &ev);
 	PVM_TRACE(machine_detach_hostdev, "id=%s", h.id);
-	return rc == -EPERM ? 0 : rc;
+	return 0;
 }
 
 int pvm_machine_set_viommu(struct pvm_machine *m, bool enabled, struct pvm_error *err)

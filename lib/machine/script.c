@@ -360,16 +360,38 @@ void pvm_script_free(struct pvm_script *s)
 	pvm_free(s);
 }
 
+/* A byte count as a person writes it: the largest binary suffix that keeps it whole ("1536M",
+ * "4G", "0"), which pvm_size_parse() reads back to the same value. */
+static const char *bytes_word(uint64_t v, char *out, size_t len)
+{
+	static const char units[] = "KMGTPE";
+	int u = -1;
+
+	while (v && u < 5 && v % 1024 == 0) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0)
+		snprintf(out, len, "%llu", (unsigned long long)v);
+	else
+		snprintf(out, len, "%llu%c", (unsigned long long)v, units[u]);
+	return out;
+}
+
 char *pvm_script_cmd_format(const struct pvm_script_cmd *c, char *buf, size_t len)
 {
 	unsigned long long sz = (unsigned long long)c->size;
+	char b[32];
 
+	bytes_word(c->size, b, sizeof(b));
 	switch (c->op) {
 	case PVM_SCRIPT_SET_SIZE:
-		snprintf(buf, len, "set-size %s %llu", c->id, sz);
+		snprintf(buf, len, "set-size %s %s", c->id, b);
 		break;
 	case PVM_SCRIPT_BALLOON:
 	case PVM_SCRIPT_GUEST_USE:
+		snprintf(buf, len, "%s %s", pvm_script_op_name(c->op), b);
+		break;
 	case PVM_SCRIPT_SETTLE:
 	case PVM_SCRIPT_SLEEP:
 		snprintf(buf, len, "%s %llu", pvm_script_op_name(c->op), sz);
@@ -392,7 +414,7 @@ char *pvm_script_cmd_format(const struct pvm_script_cmd *c, char *buf, size_t le
 		case PVM_EXPECT_REQUESTED:
 		case PVM_EXPECT_USABLE:
 		case PVM_EXPECT_DMA_MAPPED:
-			snprintf(buf, len, "expect %s %s %llu", pvm_script_expect_name(c->what), c->id, sz);
+			snprintf(buf, len, "expect %s %s %s", pvm_script_expect_name(c->what), c->id, b);
 			break;
 		case PVM_EXPECT_MEMLOCK:
 			if (c->memlock == PVM_SCRIPT_MEMLOCK_UNLIMITED)
@@ -400,13 +422,13 @@ char *pvm_script_cmd_format(const struct pvm_script_cmd *c, char *buf, size_t le
 			else if (c->memlock == PVM_SCRIPT_MEMLOCK_NONE)
 				snprintf(buf, len, "expect memlock none");
 			else
-				snprintf(buf, len, "expect memlock %llu", sz);
+				snprintf(buf, len, "expect memlock %s", b);
 			break;
 		case PVM_EXPECT_DISCARD_INHIBITED:
 			snprintf(buf, len, "expect discard-inhibited %s", c->flag ? "yes" : "no");
 			break;
 		default:
-			snprintf(buf, len, "expect %s %llu", pvm_script_expect_name(c->what), sz);
+			snprintf(buf, len, "expect %s %s", pvm_script_expect_name(c->what), b);
 			break;
 		}
 		break;

@@ -36,8 +36,11 @@ const struct pvm_timeline_row *pvm_timeline_row(const struct pvm_timeline *tl, s
 int pvm_timeline_write_csv(const struct pvm_timeline *tl, FILE *f);
 /* Print the rows that carry an event as a table for people. */
 void pvm_timeline_print_table(const struct pvm_timeline *tl, FILE *f);
-/* Plot @csv_path into @svg_path with gnuplot. -ENOENT when gnuplot is not installed, -EIO when
- * it failed. */
-int pvm_timeline_plot(const char *csv_path, const char *svg_path, struct pvm_error *err);
+/* Plot into @svg_path with gnuplot: a scripted run (more than 3 rows with a step) one x
+ * position per step, labelled with it; otherwise the samples of @csv_path (written by
+ * pvm_timeline_write_csv()) over time. -ENOENT when gnuplot is not installed, -EIO when it
+ * failed. */
+int pvm_timeline_plot(const struct pvm_timeline *tl, const char *csv_path, const char *svg_path,
+		      struct pvm_error *err);
 
 #endif

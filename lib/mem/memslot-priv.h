@@ -8,11 +8,13 @@
  * binary search touches 8 bytes per step), by id (for set/get/free_id) and by host address
  * (sorted by (hva, gpa), with a prefix maximum of the end addresses so that a search is correct
  * even when slots alias the same host memory). All arrays share one allocation of `cap`
- * entries, which doubles up to `max`; nothing ever walks more than `count` entries.
+ * entries, which doubles up to `max`; nothing ever walks more than `count` entries. Per-user
+ * caches (memslot-cache.c) hold copies of slots and are emptied by the changes that touch them.
  */
 #ifndef PVM_MEM_MEMSLOT_PRIV_H
 #define PVM_MEM_MEMSLOT_PRIV_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include <pvmem/memslot.h>
@@ -65,6 +67,9 @@ struct pvm_memslot_table {
 	unsigned hint_shift;        /* log2 of a bucket's size in bytes */
 	uint64_t hint_base;         /* GPA of bucket 0 */
 	uint32_t hint_changes;      /* GPA-index changes since the last rebuild */
+	uint64_t gen;               /* pvm_memslot_generation(): successful changes so far */
+	pthread_mutex_t cache_lock; /* protects the list of caches (not their contents) */
+	struct pvm_memslot_cache *caches;   /* the attached per-user caches (doubly linked) */
 	/* Last-used caches, written by concurrent lookups: relaxed atomics, each value only a hint
 	 * that is checked before use. The padding keeps them off the cache line of the fields
 	 * above, so that lookups writing them do not bounce what every lookup reads. */
@@ -75,6 +80,19 @@ struct pvm_memslot_table {
 
 /* The slot with id @id, or NULL. O(log n). */
 struct pvm_memslot *pvm_memslot_find_id(const struct pvm_memslot_table *t, uint32_t id);
+/* GPA-index position of the slot holding @gpa, or UINT32_MAX; leaves last_gpa alone. */
+uint32_t pvm_memslot_search_gpa(const struct pvm_memslot_table *t, uint64_t gpa);
+/* pvm_memslot_translate() once the slot is known: @pos from pvm_memslot_search_gpa(), @access
+ * already checked for unknown bits. */
+int pvm_memslot_translate_at(const struct pvm_memslot_table *t, uint32_t pos, uint64_t gpa, uint64_t len,
+			     unsigned access, void **hva);
+
+/* Per-user caches (memslot-cache.c). */
+/* Slot @id was created, deleted, moved or changed flags: bump the generation and empty every
+ * cache holding that slot. Called by each change once it has succeeded. */
+void pvm_memslot_changed(struct pvm_memslot_table *t, uint32_t id);
+/* Detach every cache (at table free): they stay allocated and miss from now on. */
+void pvm_memslot_cache_detach_all(struct pvm_memslot_table *t);
 
 /* Dirty bitmaps (memslot-dirty.c). */
 /* A zeroed bitmap for @npages pages into *@out; -ENOMEM. */

@@ -3,8 +3,10 @@
  * The growable memslot table: KVM_SET_USER_MEMORY_REGION's rules (research
  * balloon-discard-memslots.md §5.5) over a dense slot array with sorted indexes (see
  * memslot-priv.h). Changes cost O(log n) searches plus array shifts (memmove, O(n) bytes at
- * worst); lookups try an O(1) last-used cache, then search from a bucket hint (usually one or
- * two probes; a galloping search, O(log n), when the hint is stale or the layout skewed).
+ * worst: ~70 bytes per slot after the changed position); lookups try an O(1) last-used cache,
+ * then search from a bucket hint (usually one or two probes; a galloping search, O(log n), when
+ * the hint is stale or the layout skewed). Per-user caches (memslot-cache.c) sit in front of
+ * all this, inline in the caller; every change below reports itself to them.
  */
 #include <errno.h>
 #include <string.h>
@@ -109,6 +111,7 @@ PVM_EXPORT int pvm_memslot_table_new(uint32_t max_slots, struct pvm_memslot_tabl
 	t->max = max_slots;
 	t->cap = cap;
 	layout(t, block, cap);
+	pthread_mutex_init(&t->cache_lock, NULL);
 	*out = t;
 	return 0;
 }
@@ -117,6 +120,8 @@ PVM_EXPORT void pvm_memslot_table_free(struct pvm_memslot_table *t)
 {
 	if (!t)
 		return;
+	pvm_memslot_cache_detach_all(t);
+	pthread_mutex_destroy(&t->cache_lock);
 	for (uint32_t i = 0; i < t->count; i++)
 		pvm_memslot_dirty_free(t->store[i].dirty);
 	pvm_free(t->block);
@@ -246,7 +251,13 @@ static uint32_t hva_lower_bound(const struct pvm_memslot_table *t, uint64_t hva,
 	return lo;
 }
 
-/* Recompute the HVA prefix maximum from position @from on (n entries). */
+/* Recompute the HVA prefix maximum from position @from on (n entries), after one entry was
+ * inserted at @from or removed from there. Entries after the change still hold the prefix
+ * maxima of the old sequence; the new and old sequences differ by that one entry before them,
+ * so once a recomputed value equals the stored one, every later value does too (each is that
+ * value combined with the same suffix): the walk stops there, usually after a few steps. At
+ * @from itself the stored value is a placeholder (insert) or belongs to the removed entry's
+ * successor in the old sequence, so it is always rewritten. */
 static void hva_maxend_update(struct pvm_memslot_table *t, uint32_t from, uint32_t n)
 {
 	uint64_t m = from ? t->hva_maxend[from - 1] : 0;
@@ -255,6 +266,8 @@ static void hva_maxend_update(struct pvm_memslot_table *t, uint32_t from, uint32
 		uint64_t end = t->hva_key[i] + t->store[t->hva_idx[i]].size;
 
 		m = end > m ? end : m;
+		if (i > from && t->hva_maxend[i] == m)
+			return;
 		t->hva_maxend[i] = m;
 	}
 }
@@ -337,8 +350,23 @@ struct pvm_memslot *pvm_memslot_find_id(const struct pvm_memslot_table *t, uint3
 
 /* ---- lookups ---------------------------------------------------------------------------- */
 
-/* GPA-index position of the slot holding @gpa, or UINT32_MAX: the cache first, then a binary
- * search (which refreshes it). Touches the key array and one 32-byte entry. */
+/* GPA-index position of the slot holding @gpa, or UINT32_MAX, by a hinted search alone. */
+static inline uint32_t search_gpa(const struct pvm_memslot_table *t, uint64_t gpa)
+{
+	uint32_t pos = gpa_upper_bound(t, gpa) - 1;   /* UINT32_MAX when none */
+
+	if (pos == UINT32_MAX || gpa - t->gpa_key[pos] >= t->gpa_ent[pos].size)
+		return UINT32_MAX;
+	return pos;
+}
+
+uint32_t pvm_memslot_search_gpa(const struct pvm_memslot_table *t, uint64_t gpa)
+{
+	return search_gpa(t, gpa);
+}
+
+/* GPA-index position of the slot holding @gpa, or UINT32_MAX: the table's last-used cache
+ * first, then a search (which refreshes it). Touches the key array and one 32-byte entry. */
 static inline uint32_t find_gpa(const struct pvm_memslot_table *t, uint64_t gpa)
 {
 	struct pvm_memslot_table *mt = (struct pvm_memslot_table *)t;   /* the cache is mutable */
@@ -347,10 +375,9 @@ static inline uint32_t find_gpa(const struct pvm_memslot_table *t, uint64_t gpa)
 
 	if (c < t->count && gpa - t->gpa_key[c] < t->gpa_ent[c].size)
 		return c;
-	pos = gpa_upper_bound(t, gpa) - 1;   /* UINT32_MAX when none */
-	if (pos == UINT32_MAX || gpa - t->gpa_key[pos] >= t->gpa_ent[pos].size)
-		return UINT32_MAX;
-	atomic_store_explicit(&mt->last_gpa, pos, memory_order_relaxed);
+	pos = search_gpa(t, gpa);
+	if (pos != UINT32_MAX)
+		atomic_store_explicit(&mt->last_gpa, pos, memory_order_relaxed);
 	return pos;
 }
 
@@ -426,16 +453,14 @@ PVM_EXPORT int pvm_memslot_hva_to_gpa(const struct pvm_memslot_table *t, const v
 	return 0;
 }
 
-PVM_EXPORT int pvm_memslot_translate(const struct pvm_memslot_table *t, uint64_t gpa, uint64_t len,
-				     unsigned access, void **hva)
+/* The checks of pvm_memslot_translate() once the slot at GPA-index position @pos (UINT32_MAX:
+ * none) is known; @access has only known bits. */
+static inline int translate_at(const struct pvm_memslot_table *t, uint32_t pos, uint64_t gpa,
+			       uint64_t len, unsigned access, void **hva)
 {
 	const struct pvm_memslot_gpa_ent *s = NULL;
-	uint32_t pos;
 	uint64_t off;
 
-	if (access & ~(PVM_ACCESS_READ | PVM_ACCESS_WRITE))
-		return -EINVAL;
-	pos = find_gpa(t, gpa);
 	if (pos == UINT32_MAX || len == 0)
 		goto fault;
 	s = &t->gpa_ent[pos];
@@ -457,6 +482,20 @@ fault:
 		  (unsigned long long)gpa, (unsigned long long)len, access,
 		  s ? (int)t->store[s->idx].id : -1);
 	return -EFAULT;
+}
+
+int pvm_memslot_translate_at(const struct pvm_memslot_table *t, uint32_t pos, uint64_t gpa, uint64_t len,
+			     unsigned access, void **hva)
+{
+	return translate_at(t, pos, gpa, len, access, hva);
+}
+
+PVM_EXPORT int pvm_memslot_translate(const struct pvm_memslot_table *t, uint64_t gpa, uint64_t len,
+				     unsigned access, void **hva)
+{
+	if (access & ~(PVM_ACCESS_READ | PVM_ACCESS_WRITE))
+		return -EINVAL;
+	return translate_at(t, find_gpa(t, gpa), gpa, len, access, hva);
 }
 
 PVM_EXPORT uint32_t pvm_memslot_count(const struct pvm_memslot_table *t)
@@ -549,6 +588,7 @@ static int slot_create(struct pvm_memslot_table *t, uint32_t id, uint32_t flags,
 	hva_index_insert(t, idx, idx);
 	t->count++;
 	hint_refresh(t);
+	pvm_memslot_changed(t, id);
 	return 0;
 }
 
@@ -567,7 +607,7 @@ static void relocate(struct pvm_memslot_table *t, uint32_t from, uint32_t to)
 
 static void slot_delete(struct pvm_memslot_table *t, struct pvm_memslot *s)
 {
-	uint32_t idx = (uint32_t)(s - t->store), n = t->count, last = n - 1;
+	uint32_t idx = (uint32_t)(s - t->store), n = t->count, last = n - 1, id = s->id;
 
 	gpa_index_remove(t, idx, n);
 	hva_index_remove(t, idx, n);
@@ -581,6 +621,7 @@ static void slot_delete(struct pvm_memslot_table *t, struct pvm_memslot *s)
 	}
 	memset(&t->store[last], 0, sizeof(t->store[last]));
 	hint_refresh(t);
+	pvm_memslot_changed(t, id);
 }
 
 static void slot_move(struct pvm_memslot_table *t, struct pvm_memslot *s, uint64_t gpa)
@@ -593,6 +634,7 @@ static void slot_move(struct pvm_memslot_table *t, struct pvm_memslot *s, uint64
 	gpa_index_insert(t, idx, n - 1);
 	hva_index_insert(t, idx, n - 1);
 	hint_refresh(t);
+	pvm_memslot_changed(t, s->id);
 }
 
 static int slot_flags(struct pvm_memslot_table *t, struct pvm_memslot *s, uint32_t flags,
@@ -610,6 +652,7 @@ static int slot_flags(struct pvm_memslot_table *t, struct pvm_memslot *s, uint32
 	s->flags = flags;
 	e->flags = flags;
 	e->dirty = s->dirty;
+	pvm_memslot_changed(t, s->id);
 	return 0;
 }
 

@@ -98,23 +98,26 @@ static int step(struct run *r, int timeout_ms)
 	return rc;
 }
 
+/* Run until the guest and the devices are idle (as pvm_machine_settle(), sampling): the loop
+ * sleeps until an interrupt, a timer or the next sample is due; once idle, one more round
+ * without sleeping sees anything already pending. */
 static int settle(struct run *r, uint64_t timeout_ms)
 {
 	uint64_t end = pvm_machine_now_ms(r->m) + timeout_ms;
-	unsigned idle = 0;
 
-	while (idle < 3) {
-		int rc = step(r, 1);
+	for (;;) {
+		bool idle = pvm_machine_idle(r->m, true);
+		int rc = step(r, idle ? 0 : 100);
 
 		if (rc)
 			return rc;
-		idle = pvm_machine_idle(r->m, true) ? idle + 1 : 0;
+		if (idle && pvm_machine_idle(r->m, true))
+			return 0;
 		if (pvm_machine_now_ms(r->m) > end)
 			return -ETIMEDOUT;
 		if (stop_requested)
 			return -EINTR;
 	}
-	return 0;
 }
 
 static const char *fmt_size(uint64_t v, char *buf, size_t len)
@@ -392,7 +395,7 @@ int pvm_cmd_run(int argc, char **argv)
 			 (int)(strlen(timeline) > 4 && !strcmp(timeline + strlen(timeline) - 4, ".csv")
 				       ? strlen(timeline) - 4 : strlen(timeline)), timeline);
 		pvm_error_clear(&err);
-		if (pvm_timeline_plot(timeline, svg, &err))
+		if (pvm_timeline_plot(r.tl, timeline, svg, &err))
 			printf("\ntimeline: %s (no plot: %s)\n", timeline, pvm_error_message(&err));
 		else
 			printf("\ntimeline: %s, plot: %s\n", timeline, svg);

@@ -188,7 +188,7 @@ uint64_t pvm_sim_mm_set_used(struct pvm_sim_mm *mm, uint64_t bytes)
 	if (want > mm->nused) {
 		alloc_pages(mm, want - mm->nused, P_USED, true, true, NULL);
 	} else {
-		/* Free the highest used pages: boot RAM last range first, then hot-plugged. */
+		/* Free the highest used pages: the last (highest) range first, from its top. */
 		for (unsigned i = mm->n; i-- > 0 && mm->nused > want;) {
 			struct mm_range *r = &mm->rg[i];
 

@@ -6,6 +6,12 @@
  * every operation) the whole slot list must agree. An op may inject an allocation failure: it
  * must then either not allocate or fail with -ENOMEM and change nothing.
  *
+ * Two per-user caches live across the whole sequence, so that they are filled before changes
+ * and used after them: cache A follows every GPA check, cache B the translations and lookups
+ * of ops 5 and 6 (bit 6 of those ops replaces it with a new one). Lookups through them must
+ * give the table's answers, and after every op a non-empty cache must be an exact copy of a
+ * slot the model has (never a stale one).
+ *
  * Input: byte 0 picks the table's maximum (1..64); then ops of a few bytes each (see
  * next_op()). Bounded: at most 4 KiB of input, 512 ops, 64 slots.
  */
@@ -50,6 +56,9 @@ struct input {
 	const uint8_t *p;   /* next byte */
 	size_t left;        /* bytes left */
 };
+
+static struct pvm_memslot_cache *cache_a;   /* follows check_gpa() */
+static struct pvm_memslot_cache *cache_b;   /* follows ops 5 and 6 */
 
 static uint8_t u8(struct input *in)
 {
@@ -177,7 +186,12 @@ static void check_gpa(struct pvm_memslot_table *t, struct model *m, uint64_t gpa
 	struct pvm_memslot_info info;
 	void *hva = pvm_memslot_gpa_to_hva(t, gpa);
 
+	void *chva = NULL;
+
 	CHECK(hva == (s ? (void *)(s->hva + (gpa - s->gpa)) : NULL));
+	CHECK(pvm_memslot_cache_gpa_to_hva(cache_a, gpa) == hva);
+	CHECK(pvm_memslot_cache_translate(cache_a, gpa, 1, PVM_ACCESS_READ, &chva) == (s ? 0 : -EFAULT));
+	CHECK(chva == hva);
 	if (!s) {
 		CHECK(pvm_memslot_lookup_gpa(t, gpa, &info) == -ENOENT);
 		return;
@@ -219,7 +233,12 @@ static void check_translate(struct pvm_memslot_table *t, struct model *m, uint64
 	else if (!s || len == 0 || len > s->size - (gpa - s->gpa) ||
 		 ((access & PVM_ACCESS_WRITE) && (s->flags & RO)))
 		want = -EFAULT;
+	void *chva = NULL;
+
 	CHECK(rc == want);
+	/* the same through cache B (a WRITE marks the same pages again: harmless) */
+	CHECK(pvm_memslot_cache_translate(cache_b, gpa, len, access, &chva) == want);
+	CHECK(chva == (rc ? NULL : hva));
 	if (rc)
 		return;
 	CHECK(hva == (void *)(s->hva + (gpa - s->gpa)));
@@ -240,12 +259,28 @@ static int collect(void *opaque, const struct pvm_memslot_info *slot)
 	return 0;
 }
 
+/* A non-empty cache is an exact copy of a slot of the model. */
+static void check_cache(const struct pvm_memslot_cache *c, const struct model *m)
+{
+	const struct mslot *s;
+
+	if (c->size == 0)
+		return;
+	CHECK(c->id < MAXS);
+	s = &m->s[c->id];
+	CHECK(s->used && c->gpa == s->gpa && c->size == s->size && c->hva == s->hva);
+	CHECK(!!(c->slow_access & PVM_ACCESS_WRITE) == !!(s->flags & (LD | RO)));
+	CHECK(!(c->slow_access & PVM_ACCESS_READ) && (c->slow_access & 4));
+}
+
 /* The whole table equals the model: slots, count, GPA order of the walk, free id. */
 static void check_all(struct pvm_memslot_table *t, struct model *m)
 {
 	struct pvm_memslot_info got[MAXS];
 	uint32_t n = 0, id = 0, free_id = UINT32_MAX;
 
+	check_cache(cache_a, m);   /* before the checks below refill it */
+	check_cache(cache_b, m);
 	memset(got, 0, sizeof(got));
 	CHECK(pvm_memslot_for_each(t, collect, got) == 0);
 	for (uint32_t i = 0; i < MAXS; i++) {
@@ -348,6 +383,11 @@ static void next_op(struct pvm_memslot_table *t, struct model *m, struct input *
 		rc = (op & 7) == 3 ? pvm_memslot_move(t, id, gpa, NULL) : pvm_memslot_set_flags(t, id, flags, NULL);
 		break;
 	case 5: /* translate */
+		if (op & 0x40) {
+			pvm_memslot_cache_free(cache_b);
+			if (pvm_memslot_cache_new(t, &cache_b) != 0)
+				abort();
+		}
 		gpa = gpa_of(in);
 		size = u16(in);
 		if (size & 0x8000)
@@ -357,7 +397,10 @@ static void next_op(struct pvm_memslot_table *t, struct model *m, struct input *
 	case 6: /* lookups by host address and GPA */
 		hva = hva_of(in) + u16(in);
 		check_hva(t, m, hva);
-		check_gpa(t, m, gpa_of(in) + u8(in));
+		gpa = gpa_of(in) + u8(in);
+		check_gpa(t, m, gpa);
+		CHECK(pvm_memslot_cache_gpa_to_hva(cache_b, gpa) == pvm_memslot_gpa_to_hva(t, gpa));
+		check_cache(cache_b, m);
 		return;
 	default:
 		dirty_log(t, m, id, op & 8);
@@ -382,11 +425,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memset(&m, 0, sizeof(m));
 	m.max = 1 + u8(&in) % MAXS;
-	if (pvm_memslot_table_new(m.max, &t) != 0)
+	if (pvm_memslot_table_new(m.max, &t) != 0 || pvm_memslot_cache_new(t, &cache_a) != 0 ||
+	    pvm_memslot_cache_new(t, &cache_b) != 0)
 		abort();
 	for (int i = 0; i < 512 && in.left; i++)
 		next_op(t, &m, &in);
 	check_all(t, &m);
-	pvm_memslot_table_free(t);
+	pvm_memslot_cache_free(cache_a);
+	pvm_memslot_table_free(t);   /* cache B goes after its table: detached, still freed */
+	CHECK(cache_b->table == NULL && pvm_memslot_cache_gpa_to_hva(cache_b, 0) == NULL);
+	pvm_memslot_cache_free(cache_b);
+	cache_a = cache_b = NULL;
 	return 0;
 }

@@ -32,6 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (t->cmds[0].op != a.op || strcmp(t->cmds[0].id, a.id) || t->cmds[0].size != a.size ||
 		    (a.op == PVM_SCRIPT_EXPECT && t->cmds[0].what != a.what))
 			abort();
+		/* The words that are not sizes survive the round trip too. */
+		if ((a.op == PVM_SCRIPT_ATTACH && t->cmds[0].kind != a.kind) ||
+		    ((a.op == PVM_SCRIPT_VIOMMU ||
+		      (a.op == PVM_SCRIPT_EXPECT && a.what == PVM_EXPECT_DISCARD_INHIBITED)) &&
+		     t->cmds[0].flag != a.flag) ||
+		    (a.op == PVM_SCRIPT_EXPECT && a.what == PVM_EXPECT_MEMLOCK && t->cmds[0].memlock != a.memlock))
+			abort();
 		pvm_script_free(t);
 		t = NULL;
 	}

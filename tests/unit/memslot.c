@@ -5,6 +5,7 @@
  * made-up (page-aligned) ones.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -595,6 +596,369 @@ static void test_random_against_model(void **state)
 	pvm_memslot_table_free(t);
 }
 
+/* Heavy host aliasing (slots of 1..8 pages over 32 host pages) under random adds, deletes and
+ * moves: after every change, HVA->GPA over the whole host window equals a brute-force answer
+ * (the prefix maximum of host ends is updated incrementally and must stay exact). */
+static void test_hva_aliasing_random(void **state)
+{
+	enum { N = 24, HPAGES = 32 };
+	struct pvm_memslot_table *t = new_table(0);
+	bool used[N] = { 0 };
+	uint64_t gpa_of[N], hva_of[N], pages_of[N];
+
+	srand(5);
+	for (int step = 0; step < 3000; step++) {
+		uint32_t id = (uint32_t)rand() % N;
+
+		if (!used[id]) {
+			pages_of[id] = 1 + (uint64_t)(rand() % 8);
+			hva_of[id] = 0x10000000 + (uint64_t)(rand() % (HPAGES - 8)) * K4;
+			gpa_of[id] = (uint64_t)id << 20;
+			assert_int_equal(pvm_memslot_add(t, id, 0, gpa_of[id], pages_of[id] * K4, HVA(hva_of[id]), NULL), 0);
+			used[id] = true;
+		} else if (rand() % 3) {
+			assert_int_equal(pvm_memslot_delete(t, id, NULL), 0);
+			used[id] = false;
+		} else {   /* a move changes the (hva, gpa) order among slots aliasing the same start */
+			gpa_of[id] = ((uint64_t)(N + rand() % 64) << 20);
+			if (pvm_memslot_move(t, id, gpa_of[id], NULL) != 0) {
+				struct pvm_memslot_info info;
+
+				assert_int_equal(pvm_memslot_get(t, id, &info), 0);
+				gpa_of[id] = info.gpa;
+			}
+		}
+		for (uint64_t h = 0x10000000 - K4; h < 0x10000000 + (HPAGES + 1) * K4; h += K4 / 2) {
+			int best = -1;
+			uint64_t gpa = 0;
+
+			for (int j = 0; j < N; j++)
+				if (used[j] && h >= hva_of[j] && h - hva_of[j] < pages_of[j] * K4 &&
+				    (best < 0 || hva_of[j] < hva_of[best] ||
+				     (hva_of[j] == hva_of[best] && gpa_of[j] < gpa_of[best])))
+					best = j;
+			if (best < 0) {
+				assert_int_equal(pvm_memslot_hva_to_gpa(t, HVA(h), &gpa), -ENOENT);
+			} else {
+				assert_int_equal(pvm_memslot_hva_to_gpa(t, HVA(h), &gpa), 0);
+				assert_int_equal(gpa, gpa_of[best] + (h - hva_of[best]));
+			}
+		}
+	}
+	pvm_memslot_table_free(t);
+}
+
+/* ---- per-user caches ---------------------------------------------------------------------- */
+
+/* Slot 1 = [0x100000, +0x10000) at 0x7f0000000000, slot 2 = [0x200000, +0x10000) at
+ * 0x7f0000100000; the cache is filled with slot 1. */
+#define A_GPA 0x100000ULL
+#define A_HVA 0x7f0000000000ULL
+
+static void cache_fill_two(struct pvm_memslot_table **t, struct pvm_memslot_cache **c)
+{
+	*t = new_table(0);
+	assert_int_equal(pvm_memslot_add(*t, 1, 0, A_GPA, 0x10000, HVA(A_HVA), NULL), 0);
+	assert_int_equal(pvm_memslot_add(*t, 2, 0, 0x200000, 0x10000, HVA(0x7f0000100000), NULL), 0);
+	assert_int_equal(pvm_memslot_cache_new(*t, c), 0);
+}
+
+static void test_cache_hit_miss(void **state)
+{
+	struct pvm_memslot_table *t;
+	struct pvm_memslot_cache *c, *c2;
+
+	cache_fill_two(&t, &c);
+	assert_int_equal(pvm_memslot_cache_new(t, &c2), 0);
+	assert_int_equal(c->size, 0);   /* empty: the first lookup misses */
+	assert_ptr_equal(c->table, t);
+	assert_null(pvm_memslot_cache_gpa_to_hva(c, 0x50000));
+	assert_int_equal(c->size, 0);   /* a miss on no slot fills nothing */
+	assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c, A_GPA + 5), HVA(A_HVA + 5));
+	assert_int_equal(c->gpa, A_GPA);
+	assert_int_equal(c->size, 0x10000);
+	assert_int_equal(c->hva, A_HVA);
+	assert_int_equal(c->id, 1);
+	assert_int_equal(c->slow_access & (PVM_ACCESS_READ | PVM_ACCESS_WRITE), 0);
+	assert_int_not_equal(c->slow_access & 4, 0);
+	/* hits: first and last byte; a GPA just outside misses and gives the table's answer */
+	assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c, A_GPA), HVA(A_HVA));
+	assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c, A_GPA + 0xffff), HVA(A_HVA + 0xffff));
+	assert_null(pvm_memslot_cache_gpa_to_hva(c, A_GPA + 0x10000));
+	assert_null(pvm_memslot_cache_gpa_to_hva(c, A_GPA - 1));
+	assert_int_equal(c->id, 1);     /* misses on holes keep the cached slot */
+	assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c, 0x20fff0), HVA(0x7f000010fff0));
+	assert_int_equal(c->id, 2);
+	/* another cache of the same table is independent */
+	assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c2, A_GPA + 7), HVA(A_HVA + 7));
+	assert_int_equal(c2->id, 1);
+	assert_int_equal(c->id, 2);
+	pvm_memslot_cache_free(c2);
+	pvm_memslot_cache_free(c);
+	pvm_memslot_table_free(t);
+}
+
+/* One change applied to the table of cache_fill_two() with the cache holding slot 1. */
+struct cache_change {
+	char op;          /* 'a' add, 'd' delete, 'm' move, 'f' flags, 's' set */
+	uint32_t id;      /* slot */
+	uint64_t gpa;     /* add/move/set: the GPA; flags: the flags */
+	uintptr_t hva;    /* add/set: host address */
+	int rc;           /* golden result */
+};
+
+struct cache_case {
+	const char *name;                 /* what the case shows */
+	struct cache_change ch[2];        /* applied in order (op 0 = none) */
+	bool emptied;                     /* golden: the cache was emptied */
+	uint64_t gen_delta;               /* golden: generation increase */
+	uint64_t probe;                   /* a GPA to look up after the change */
+	uintptr_t want;                   /* golden answer (0 = NULL) */
+};
+
+static const struct cache_case cache_cases[] = {
+	{ "delete the cached slot", { { 'd', 1, 0, 0, 0 } }, true, 1, A_GPA + 5, 0 },
+	{ "delete it, re-create the id elsewhere",
+	  { { 'd', 1, 0, 0, 0 }, { 'a', 1, 0x900000, 0x7f0000900000, 0 } }, true, 2, A_GPA + 5, 0 },
+	{ "delete it, re-create the id at the same GPA over other host memory",
+	  { { 'd', 1, 0, 0, 0 }, { 'a', 1, A_GPA, 0x7f0000900000, 0 } }, true, 2, A_GPA + 5, 0x7f0000900005 },
+	{ "delete it, another id takes its GPA range",
+	  { { 'd', 1, 0, 0, 0 }, { 'a', 7, A_GPA, 0x7f0000a00000, 0 } }, true, 2, A_GPA + 5, 0x7f0000a00005 },
+	{ "move the cached slot away", { { 'm', 1, 0x900000, 0, 0 } }, true, 1, A_GPA + 5, 0 },
+	{ "move the cached slot: new place", { { 'm', 1, 0x900000, 0, 0 } }, true, 1, 0x900005, A_HVA + 5 },
+	{ "move it by one page over itself", { { 'm', 1, A_GPA + K4, 0, 0 } }, true, 1, A_GPA + 5, 0 },
+	{ "LOG_DIRTY on", { { 'f', 1, LD, 0, 0 } }, true, 1, A_GPA + 5, A_HVA + 5 },
+	{ "set(): move and LOG_DIRTY on", { { 's', 1, 0x900000, A_HVA, 0 } }, true, 2, A_GPA + 5, 0 },
+	{ "create another slot", { { 'a', 3, 0x300000, 0x7f0000300000, 0 } }, false, 1, A_GPA + 5, A_HVA + 5 },
+	{ "delete another slot", { { 'd', 2, 0, 0, 0 } }, false, 1, A_GPA + 5, A_HVA + 5 },
+	{ "move another slot next to it", { { 'm', 2, A_GPA + 0x10000, 0, 0 } }, false, 1, A_GPA + 5, A_HVA + 5 },
+	{ "failed move onto it", { { 'm', 2, A_GPA, 0, -EEXIST } }, false, 0, A_GPA + 5, A_HVA + 5 },
+	{ "failed flags change (READONLY)", { { 'f', 1, RO, 0, -EINVAL } }, false, 0, A_GPA + 5, A_HVA + 5 },
+	{ "identical request", { { 's', 1, A_GPA, A_HVA, 0 } }, false, 0, A_GPA + 5, A_HVA + 5 },
+};
+
+static int cache_apply(struct pvm_memslot_table *t, const struct cache_change *ch)
+{
+	switch (ch->op) {
+	case 'a':
+		return pvm_memslot_add(t, ch->id, 0, ch->gpa, 0x10000, HVA(ch->hva), NULL);
+	case 'd':
+		return pvm_memslot_delete(t, ch->id, NULL);
+	case 'm':
+		return pvm_memslot_move(t, ch->id, ch->gpa, NULL);
+	case 'f':
+		return pvm_memslot_set_flags(t, ch->id, (uint32_t)ch->gpa, NULL);
+	default:   /* 's': the identical request, or a move with LOG_DIRTY when the gpa differs */
+		return pvm_memslot_set(t, ch->id, ch->gpa == A_GPA ? 0 : LD, ch->gpa, 0x10000, HVA(ch->hva), NULL);
+	}
+}
+
+static void test_cache_invalidation(void **state)
+{
+	for (size_t i = 0; i < PVM_ARRAY_SIZE(cache_cases); i++) {
+		const struct cache_case *k = &cache_cases[i];
+		struct pvm_memslot_table *t;
+		struct pvm_memslot_cache *c;
+		uint64_t gen;
+		void *got, *hva = NULL;
+		int rc;
+
+		cache_fill_two(&t, &c);
+		assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c, A_GPA), HVA(A_HVA));
+		gen = pvm_memslot_generation(t);
+		for (int j = 0; j < 2 && k->ch[j].op; j++) {
+			rc = cache_apply(t, &k->ch[j]);
+			if (rc != k->ch[j].rc)
+				fail_msg("case '%s': change %d rc %d, expected %d", k->name, j, rc, k->ch[j].rc);
+		}
+		if ((c->size == 0) != k->emptied)
+			fail_msg("case '%s': cache %s", k->name, k->emptied ? "kept" : "emptied");
+		if (pvm_memslot_generation(t) - gen != k->gen_delta)
+			fail_msg("case '%s': generation +%llu", k->name,
+				 (unsigned long long)(pvm_memslot_generation(t) - gen));
+		got = pvm_memslot_cache_gpa_to_hva(c, k->probe);
+		if (got != HVA(k->want))
+			fail_msg("case '%s': cache gives %p, expected 0x%lx", k->name, got, (unsigned long)k->want);
+		assert_ptr_equal(got, pvm_memslot_gpa_to_hva(t, k->probe));
+		/* the checked path through the cache agrees too (refilled or not) */
+		rc = pvm_memslot_cache_translate(c, k->probe, 1, PVM_ACCESS_READ, &hva);
+		assert_int_equal(rc, k->want ? 0 : -EFAULT);
+		if (k->want)
+			assert_ptr_equal(hva, HVA(k->want));
+		pvm_memslot_cache_free(c);
+		pvm_memslot_table_free(t);
+	}
+}
+
+/* The checked translation through a cache gives exactly pvm_memslot_translate()'s answers
+ * (tr_cases), whatever the cache holds before each case. */
+static void test_cache_translate(void **state)
+{
+	struct pvm_memslot_table *t = new_table(0);
+	struct pvm_memslot_cache *c;
+	static const uint64_t warm[] = { 0, 0x100000, 0x110000, 0x200000, UINT64_MAX - 0x1fff };
+
+	assert_int_equal(pvm_memslot_add(t, 0, 0, 0x100000, 0x10000, HVA(0x7f0000000000), NULL), 0);
+	assert_int_equal(pvm_memslot_add(t, 1, 0, 0x110000, 0x10000, HVA(0x7f0000010000), NULL), 0);
+	assert_int_equal(pvm_memslot_add(t, 2, RO, 0x200000, K4, HVA(0x7f0000100000), NULL), 0);
+	assert_int_equal(pvm_memslot_add(t, 3, 0, UINT64_MAX - 0x1fff, K4, HVA(0x7f0000200000), NULL), 0);
+	assert_int_equal(pvm_memslot_cache_new(t, &c), 0);
+	for (size_t w = 0; w < PVM_ARRAY_SIZE(warm); w++) {
+		for (size_t i = 0; i < PVM_ARRAY_SIZE(tr_cases); i++) {
+			const struct tr_case *k = &tr_cases[i];
+			void *hva = HVA(0xdead000);
+			int rc;
+
+			(void)pvm_memslot_cache_gpa_to_hva(c, warm[w]);   /* what the cache holds */
+			rc = pvm_memslot_cache_translate(c, k->gpa, k->len, k->access, &hva);
+			if (rc != k->rc)
+				fail_msg("case '%s' (warm 0x%llx): rc %d, expected %d", k->name,
+					 (unsigned long long)warm[w], rc, k->rc);
+			assert_ptr_equal(hva, rc ? HVA(0xdead000) : HVA(k->hva));
+			/* and again, now that the case itself may have filled the cache */
+			hva = HVA(0xdead000);
+			assert_int_equal(pvm_memslot_cache_translate(c, k->gpa, k->len, k->access, &hva), k->rc);
+			assert_ptr_equal(hva, k->rc ? HVA(0xdead000) : HVA(k->hva));
+		}
+	}
+	/* a read-only slot: reads inline, writes left to the library (and refused there) */
+	assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c, 0x200000), HVA(0x7f0000100000));
+	assert_int_equal(c->slow_access & PVM_ACCESS_WRITE, PVM_ACCESS_WRITE);
+	pvm_memslot_cache_free(c);
+	pvm_memslot_table_free(t);
+}
+
+/* Writes through a cache on a LOG_DIRTY slot go out of line and mark the pages; reads do not;
+ * turning the log off makes writes inline again. */
+static void test_cache_dirty(void **state)
+{
+	struct pvm_memslot_table *t = new_table(0);
+	struct pvm_memslot_cache *c;
+	uint64_t bm[1];
+	void *hva;
+
+	assert_int_equal(pvm_memslot_add(t, 0, LD, 0x100000, 64 * K4, HVA(0x7f0000000000), NULL), 0);
+	assert_int_equal(pvm_memslot_cache_new(t, &c), 0);
+	assert_int_equal(pvm_memslot_cache_translate(c, 0x100000, 8, PVM_ACCESS_READ, &hva), 0);
+	assert_int_equal(c->slow_access & PVM_ACCESS_WRITE, PVM_ACCESS_WRITE);
+	assert_int_equal(pvm_memslot_cache_translate(c, 0x103000, 8, PVM_ACCESS_READ, &hva), 0);
+	assert_int_equal(pvm_memslot_get_dirty_log(t, 0, bm, 1, false), 0);
+	assert_int_equal(bm[0], 0);
+	/* page 3 (a write), pages 5-6 (a write across a page boundary), page 63 (read+write) */
+	assert_int_equal(pvm_memslot_cache_translate(c, 0x103000, 8, PVM_ACCESS_WRITE, &hva), 0);
+	assert_ptr_equal(hva, HVA(0x7f0000003000));
+	assert_int_equal(pvm_memslot_cache_translate(c, 0x105ff0, 0x20, PVM_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(pvm_memslot_cache_translate(c, 0x13f000, K4, PVM_ACCESS_READ | PVM_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(pvm_memslot_get_dirty_log(t, 0, bm, 1, true), 0);
+	assert_int_equal(bm[0], (1ULL << 3) | (3ULL << 5) | (1ULL << 63));
+	/* the log off: the cache is emptied, refilled without WRITE in slow_access */
+	assert_int_equal(pvm_memslot_set_flags(t, 0, 0, NULL), 0);
+	assert_int_equal(c->size, 0);
+	assert_int_equal(pvm_memslot_cache_translate(c, 0x104000, 8, PVM_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(c->slow_access & PVM_ACCESS_WRITE, 0);
+	/* and on again: writes are marked again, starting from a clean log */
+	assert_int_equal(pvm_memslot_set_flags(t, 0, LD, NULL), 0);
+	assert_int_equal(pvm_memslot_cache_translate(c, 0x104000, 8, PVM_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(pvm_memslot_cache_translate(c, 0x104000, 8, PVM_ACCESS_WRITE, &hva), 0);
+	assert_int_equal(pvm_memslot_get_dirty_log(t, 0, bm, 1, false), 0);
+	assert_int_equal(bm[0], 1ULL << 4);
+	pvm_memslot_cache_free(c);
+	pvm_memslot_table_free(t);
+}
+
+static int cache_new_free(void *ctx)
+{
+	struct pvm_memslot_cache *c;
+	int rc = pvm_memslot_cache_new(ctx, &c);
+
+	assert_true(rc == 0 ? c != NULL : c == NULL);
+	pvm_memslot_cache_free(c);
+	return rc;
+}
+
+/* Allocation failure, freeing in any order, and table free with caches still attached. */
+static void test_cache_lifecycle(void **state)
+{
+	struct pvm_memslot_table *t;
+	struct pvm_memslot_cache *c[4];
+	void *hva = HVA(0x1000);
+
+	cache_fill_two(&t, &c[0]);
+	assert_int_equal(pvm_test_torture(cache_new_free, NULL, t), 1);
+	pvm_memslot_cache_free(NULL);
+	for (int i = 1; i < 4; i++)
+		assert_int_equal(pvm_memslot_cache_new(t, &c[i]), 0);
+	for (int i = 0; i < 4; i++)
+		assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c[i], A_GPA + (uint64_t)i), HVA(A_HVA + (uint64_t)i));
+	pvm_memslot_cache_free(c[2]);   /* the middle of the list */
+	pvm_memslot_cache_free(c[3]);   /* its head (the newest) */
+	assert_int_equal(pvm_memslot_delete(t, 1, NULL), 0);   /* walks what is left */
+	assert_int_equal(c[0]->size, 0);
+	assert_int_equal(c[1]->size, 0);
+	assert_ptr_equal(pvm_memslot_cache_gpa_to_hva(c[1], 0x200000), HVA(0x7f0000100000));
+	/* the table goes first: the caches are detached, miss, and can still be freed */
+	pvm_memslot_table_free(t);
+	for (int i = 0; i < 2; i++) {
+		assert_null(c[i]->table);
+		assert_int_equal(c[i]->size, 0);
+		assert_null(pvm_memslot_cache_gpa_to_hva(c[i], 0x200000));
+		assert_int_equal(pvm_memslot_cache_translate(c[i], 0x200000, 1, PVM_ACCESS_READ, &hva), -EFAULT);
+		assert_int_equal(pvm_memslot_cache_translate(c[i], 0x200000, 1, 4, &hva), -EINVAL);
+		assert_ptr_equal(hva, HVA(0x1000));
+	}
+	pvm_memslot_cache_free(c[1]);
+	pvm_memslot_cache_free(c[0]);
+}
+
+/* Lookups through per-thread caches run in parallel (each thread its own cache). */
+struct cache_thread {
+	struct pvm_memslot_table *t;   /* shared table */
+	unsigned seed;                 /* this thread's GPAs */
+	int bad;                       /* wrong answers seen */
+};
+
+static void *cache_thread_main(void *opaque)
+{
+	struct cache_thread *x = opaque;
+	struct pvm_memslot_cache *c;
+
+	if (pvm_memslot_cache_new(x->t, &c) != 0) {
+		x->bad++;
+		return NULL;
+	}
+	for (int i = 0; i < 200000; i++) {
+		uint64_t slot = (uint64_t)(rand_r(&x->seed) % 64), off = (uint64_t)(rand_r(&x->seed) % 0x2000);
+		void *want = off < K4 ? HVA(0x7f0000000000 + slot * K4 + off) : NULL;
+		void *hva = NULL;
+
+		/* runs of the same slot, so that both hits and misses happen */
+		for (int r = 0; r < 4; r++) {
+			x->bad += pvm_memslot_cache_gpa_to_hva(c, slot * 0x2000 + off) != want;
+			x->bad += (pvm_memslot_cache_translate(c, slot * 0x2000 + off, 1, PVM_ACCESS_READ, &hva) == 0
+				   ? hva : NULL) != want;
+		}
+	}
+	pvm_memslot_cache_free(c);
+	return NULL;
+}
+
+static void test_cache_threads(void **state)
+{
+	struct pvm_memslot_table *t = new_table(0);
+	struct cache_thread x[2] = { { t, 1, 0 }, { t, 2, 0 } };
+	pthread_t th[2];
+
+	for (uint64_t i = 0; i < 64; i++)
+		assert_int_equal(pvm_memslot_add(t, (uint32_t)i, 0, i * 0x2000, K4, HVA(0x7f0000000000 + i * K4), NULL), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, cache_thread_main, &x[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(x[i].bad, 0);
+	}
+	pvm_memslot_table_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -609,6 +973,13 @@ int main(void)
 		cmocka_unit_test(test_lookups_with_stale_hints),
 		cmocka_unit_test(test_torture),
 		cmocka_unit_test(test_random_against_model),
+		cmocka_unit_test(test_hva_aliasing_random),
+		cmocka_unit_test(test_cache_hit_miss),
+		cmocka_unit_test(test_cache_invalidation),
+		cmocka_unit_test(test_cache_translate),
+		cmocka_unit_test(test_cache_dirty),
+		cmocka_unit_test(test_cache_lifecycle),
+		cmocka_unit_test(test_cache_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
