@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <pvmem/domain.h>
@@ -70,14 +71,21 @@ static void sample(struct run *r, const char *event)
 	(void)pvm_timeline_add(r->tl, &row);
 	r->last_sample_ms = pvm_machine_now_ms(r->m);
 	if (r->tty && !r->quiet) {
-		char a[32], b[32], c[32], d[32], e[32];
+		char a[32], b[32], c[32], d[32], e[32], g[32], line[256];
+		struct winsize ws;
+		int n, cols = 80;
 
-		printf("\r\033[Krequested %s  plugged %s  balloon %s  host RSS %s  memlock %s",
-		       pvm_size_format(st.requested, a, sizeof(a)), pvm_size_format(st.plugged, b, sizeof(b)),
-		       pvm_size_format(bi.inflated_bytes, c, sizeof(c)), pvm_size_format(st.rss, d, sizeof(d)),
-		       ml.kind == PVM_MACHINE_MEMLOCK_NONE ? "none"
-		       : ml.kind == PVM_MACHINE_MEMLOCK_UNLIMITED ? "unlimited"
-								: pvm_size_format(ml.need, e, sizeof(e)));
+		n = snprintf(line, sizeof(line), "plugged %s of %s  MemTotal %s  balloon %s  host RSS %s  memlock %s",
+			     pvm_size_format(st.plugged, b, sizeof(b)), pvm_size_format(st.requested, a, sizeof(a)),
+			     pvm_size_format(st.guest_total, g, sizeof(g)),
+			     pvm_size_format(bi.inflated_bytes, c, sizeof(c)), pvm_size_format(st.rss, d, sizeof(d)),
+			     ml.kind == PVM_MACHINE_MEMLOCK_NONE ? "none"
+			     : ml.kind == PVM_MACHINE_MEMLOCK_UNLIMITED ? "unlimited"
+								      : pvm_size_format(ml.need, e, sizeof(e)));
+		/* One line that never wraps, or \r could not redraw it. */
+		if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1)
+			cols = ws.ws_col;
+		printf("\r\033[K%.*s", n < cols - 1 ? n : cols - 1, line);
 		fflush(stdout);
 	}
 }
