@@ -28,6 +28,7 @@
 
 #include <pvmem/core.h>
 #include <pvmem/domain.h>
+#include <pvmem/enforce.h>
 #include <pvmem/memslot.h>
 
 #ifdef __cplusplus
@@ -42,12 +43,22 @@ extern "C" {
 struct pvm_machine;
 struct pvm_virtio_mmio;
 
+/* Host enforcement of unplugged virtio-mem blocks (<pvmem/enforce.h>). */
+enum pvm_machine_enforce {
+	PVM_MACHINE_ENFORCE_AUTO = 0,  /* the default: userfaultfd where available, else mprotect */
+	PVM_MACHINE_ENFORCE_UFFD,      /* userfaultfd write-protect; creation fails without it */
+	PVM_MACHINE_ENFORCE_MPROTECT,  /* page protection */
+	PVM_MACHINE_ENFORCE_NONE,      /* discard only, as QEMU does */
+};
+
 /* How a machine is made. Zero-initialise for the defaults. */
 struct pvm_machine_opts {
 	const char *memlock_state_dir;  /* where the memlock controller keeps the original limit;
 	                                 * NULL = no state file */
 	bool no_memlock;                /* never touch the process limit (tests, benchmarks) */
-	bool enforce;                   /* enforce unplugged virtio-mem blocks (uffd/mprotect) */
+	enum pvm_machine_enforce enforce;        /* enforcement of unplugged blocks (default AUTO) */
+	enum pvm_enforce_policy enforce_policy;  /* a write into unplugged memory: DENY (default),
+	                                          * ALLOW (count it) or KILL */
 	bool prealloc;                  /* virtio-mem: populate blocks before acknowledging a plug */
 };
 
@@ -255,12 +266,15 @@ struct pvm_machine_stats {
 };
 PVM_EXPORT void pvm_machine_stats(struct pvm_machine *m, struct pvm_machine_stats *out);
 
-/* Self-audit: resident bytes in unplugged blocks, memslot/bitmap and DMA/bitmap agreement. */
+/* Self-audit: resident bytes in unplugged blocks, enforcement, memslot/bitmap and DMA/bitmap
+ * agreement. Returns 0 when the audit ran (every figure 0 means healthy), -errno when it could
+ * not run. */
 struct pvm_machine_audit {
 	uint64_t resident_unplugged;   /* bytes resident in unplugged virtio-mem blocks */
 	uint64_t memslot_mismatch;     /* blocks whose memslot coverage disagrees with the bitmap */
 	uint64_t size_mismatch;        /* devices whose plugged size disagrees with their bitmap */
 	uint64_t dma_mismatch;         /* identity DMA spaces whose mapped bytes != RAM + plugged */
+	uint64_t protection_mismatch;  /* blocks whose enforcement disagrees with the bitmap */
 };
 PVM_EXPORT int pvm_machine_audit(struct pvm_machine *m, struct pvm_machine_audit *out,
 				 struct pvm_error *err);

@@ -380,11 +380,13 @@ static int cmd_audit(void *opaque, struct pvm_qmp_call *call, json_object *args,
 		return machine_failed(call, rc, err);
 	*ret = json_object_new_object();
 	json_object_object_add(*ret, "ok", json_object_new_boolean(!a.resident_unplugged && !a.memslot_mismatch &&
-								   !a.size_mismatch && !a.dma_mismatch));
+								   !a.size_mismatch && !a.dma_mismatch &&
+								   !a.protection_mismatch));
 	json_object_object_add(*ret, "resident-unplugged", u64(a.resident_unplugged));
 	json_object_object_add(*ret, "memslot-mismatch", u64(a.memslot_mismatch));
 	json_object_object_add(*ret, "size-mismatch", u64(a.size_mismatch));
 	json_object_object_add(*ret, "dma-mismatch", u64(a.dma_mismatch));
+	json_object_object_add(*ret, "protection-mismatch", u64(a.protection_mismatch));
 	return 0;
 }
 

@@ -143,6 +143,7 @@ int pvm_machine_run_once(struct pvm_machine *m, int timeout_ms)
 		if (f->fd >= 0 && f->cb)
 			f->cb(f->opaque, f->fd, evs[i].events);
 	}
+	pvm_machine_drain_traps(m);
 	now = pvm_machine_now_ms(m);
 	if (m->balloon)
 		m->balloon_timer_ms = pvm_balloon_tick(m->balloon, now);

@@ -7,6 +7,8 @@
 #include <pvmem/discard.h>
 #include <pvmem/dma.h>
 #include <pvmem/domain.h>
+#include <pthread.h>
+
 #include <pvmem/machine.h>
 #include <pvmem/mem.h>
 #include <pvmem/memlock.h>
@@ -29,8 +31,12 @@ struct pvm_machine_vdev {
 	int vmem;                          /* index in m->vmems, -1 for the balloon */
 };
 
+/* Enforcement traps queued between two rounds of the loop; more are counted, not queued. */
+#define PVM_MACHINE_MAX_TRAPS 64
+
 /* One virtio-mem device with its backing region. */
 struct pvm_machine_vmem {
+	struct pvm_machine *m;             /* the machine (callbacks get this entry as opaque) */
 	struct pvm_vmem *vmem;             /* the device (owned) */
 	struct pvm_mem_region *region;     /* its memory (owned) */
 	uint64_t gpa;                      /* region start */
@@ -93,12 +99,26 @@ struct pvm_machine {
 	uint64_t guest_timer_ms;           /* the guest's next timer (0 = none) */
 	uint64_t balloon_timer_ms;         /* the balloon's next stats poll (0 = none) */
 
+	/* Enforcement traps come from the enforcer's monitor thread, which must never wait for the
+	 * loop (the faulting thread may be the loop itself): they are queued here under trap_lock
+	 * and turned into events by the loop (pvm_machine_drain_traps()). */
+	pthread_mutex_t trap_lock;         /* protects the four fields below */
+	struct pvm_machine_trap {
+		const char *id;            /* device id (owned by the device) */
+		uint64_t gpa;              /* guest address of the faulting page */
+	} traps[PVM_MACHINE_MAX_TRAPS];    /* queued, oldest first */
+	unsigned ntraps;                   /* entries queued */
+	uint64_t traps_dropped;            /* traps lost because the queue was full */
+	uint64_t traps_total;              /* traps seen */
+
 	pvm_machine_event_fn event_fn;     /* event handler, NULL = none */
 	void *event_opaque;                /* for event_fn */
 	bool quit;                         /* quit was requested */
 };
 
 void pvm_machine_emit(struct pvm_machine *m, const struct pvm_machine_event *ev);
+/* Emit the events of queued enforcement traps (loop thread). */
+void pvm_machine_drain_traps(struct pvm_machine *m);
 /* Recompute the memlock need from the domain model (m->ml_kind, m->ml_need) and the DMA budget;
  * when @apply is 1 raise (attach), 2 lower (detach), 0 only compute. */
 int pvm_machine_memlock_update(struct pvm_machine *m, int apply, struct pvm_error *err);

@@ -39,26 +39,48 @@ void pvm_machine_set_event_handler(struct pvm_machine *m, pvm_machine_event_fn f
 
 static void on_vmem_size(void *opaque, struct pvm_vmem *vmem, uint64_t plugged)
 {
+	struct pvm_machine_vmem *v = opaque;
 	struct pvm_machine_event ev = { .kind = PVM_MACHINE_EVENT_SIZE_CHANGE,
 					.id = pvm_vmem_id(vmem), .size = plugged };
 
-	pvm_machine_emit(opaque, &ev);
+	pvm_machine_emit(v->m, &ev);
 }
 
+/* The enforcer's monitor thread: queue the trap and wake the loop, never wait for it. */
 static void on_vmem_trap(void *opaque, const struct pvm_enforce_trap *trap)
 {
-	struct pvm_machine *m = opaque;
-	struct pvm_machine_event ev = { .kind = PVM_MACHINE_EVENT_UNPLUGGED_ACCESS };
+	struct pvm_machine_vmem *v = opaque;
+	struct pvm_machine *m = v->m;
 
-	/* Traps arrive on the enforcer's thread: report the region offset as given. */
-	for (size_t i = 0; i < m->nvmems; i++) {
-		if (trap->offset < m->vmems[i].size) {
-			ev.id = pvm_vmem_id(m->vmems[i].vmem);
-			ev.gpa = m->vmems[i].gpa + trap->offset;
-			break;
-		}
+	pthread_mutex_lock(&m->trap_lock);
+	m->traps_total++;
+	if (m->ntraps < PVM_MACHINE_MAX_TRAPS) {
+		m->traps[m->ntraps].id = pvm_vmem_id(v->vmem);
+		m->traps[m->ntraps].gpa = v->gpa + trap->offset;
+		m->ntraps++;
+	} else {
+		m->traps_dropped++;
 	}
-	pvm_machine_emit(m, &ev);
+	pthread_mutex_unlock(&m->trap_lock);
+	pvm_machine_irq(m, true);
+}
+
+void pvm_machine_drain_traps(struct pvm_machine *m)
+{
+	struct pvm_machine_trap traps[PVM_MACHINE_MAX_TRAPS];
+	unsigned n;
+
+	pthread_mutex_lock(&m->trap_lock);
+	n = m->ntraps;
+	memcpy(traps, m->traps, n * sizeof(traps[0]));
+	m->ntraps = 0;
+	pthread_mutex_unlock(&m->trap_lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct pvm_machine_event ev = { .kind = PVM_MACHINE_EVENT_UNPLUGGED_ACCESS,
+						.id = traps[i].id, .gpa = traps[i].gpa };
+
+		pvm_machine_emit(m, &ev);
+	}
 }
 
 static void on_balloon(void *opaque, const struct pvm_balloon_event *bev)
@@ -142,12 +164,25 @@ static int build_vmem(struct pvm_machine *m, const struct pvm_domain_memdev *md,
 	cfg.requested_size = md->requested_size;
 	cfg.memory = v->region;
 	cfg.prealloc = m->opts.prealloc;
-	cfg.enforce = m->opts.enforce ? PVM_ENFORCE_AUTO : PVM_ENFORCE_NONE;
+	static const enum pvm_enforce_mode modes[] = {
+		[PVM_MACHINE_ENFORCE_AUTO] = PVM_ENFORCE_AUTO,
+		[PVM_MACHINE_ENFORCE_UFFD] = PVM_ENFORCE_UFFD,
+		[PVM_MACHINE_ENFORCE_MPROTECT] = PVM_ENFORCE_MPROTECT,
+		[PVM_MACHINE_ENFORCE_NONE] = PVM_ENFORCE_NONE,
+	};
+	cfg.enforce = modes[m->opts.enforce]; /* checked in pvm_machine_new() */
+	cfg.enforce_policy = m->opts.enforce_policy;
 	cfg.memslots = m->slots;
 	cfg.discard_policy = m->policy;
 	cfg.on_size_change = on_vmem_size;
 	cfg.on_trap = on_vmem_trap;
-	cfg.opaque = m;
+	/* The machine is single-threaded (its loop runs devices, guest and control socket), so
+	 * requests complete synchronously on the loop thread: the device's worker thread would
+	 * change memslots and DMA mappings under the loop's feet. The guest still never sees BUSY
+	 * for long work; it waits for the answer, as with QEMU's main loop. */
+	cfg.async_threshold = UINT64_MAX;
+	v->m = m;
+	cfg.opaque = v;
 	rc = pvm_vmem_new(&cfg, &v->vmem, err);
 	if (rc) {
 		pvm_mem_region_free(v->region);
@@ -180,14 +215,20 @@ static int build_balloon(struct pvm_machine *m, const struct pvm_domain_balloon 
 int pvm_machine_new(const struct pvm_domain *dom, const struct pvm_machine_opts *opts,
 		    struct pvm_machine **out, struct pvm_error *err)
 {
-	struct pvm_machine *m = pvm_calloc(1, sizeof(*m));
+	struct pvm_machine *m;
 	const struct pvm_domain_balloon *db;
 	uint64_t next_gpa;
 	int rc;
 
+	if (opts && ((unsigned)opts->enforce > PVM_MACHINE_ENFORCE_NONE ||
+		     (unsigned)opts->enforce_policy > PVM_ENFORCE_KILL))
+		return pvm_error_set(err, -EINVAL, "unknown enforcement mode %d or policy %d",
+				     (int)opts->enforce, (int)opts->enforce_policy);
+	m = pvm_calloc(1, sizeof(*m));
 	if (!m)
 		return pvm_error_set(err, -ENOMEM, "out of memory");
 	m->epfd = -1;
+	pthread_mutex_init(&m->trap_lock, NULL);
 	m->irqfd = -1;
 	m->t0_ns = mono_ns();
 	m->next_domain = 1;
@@ -261,6 +302,7 @@ void pvm_machine_free(struct pvm_machine *m)
 		pvm_memlock_ctl_free(m->memlock);
 	}
 	pvm_domain_free(m->dom);
+	pthread_mutex_destroy(&m->trap_lock);
 	pvm_free(m);
 }
 

@@ -14,6 +14,8 @@
 #define PVM_EXIT_FAIL 1
 #define PVM_EXIT_USAGE 2
 
+#define PVM_CLI_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 int pvm_cmd_run(int argc, char **argv);
 int pvm_cmd_memlock(int argc, char **argv);
 int pvm_cmd_replay(int argc, char **argv);

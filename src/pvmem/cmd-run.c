@@ -283,9 +283,13 @@ static int run_script(struct run *r, const struct pvm_script *s, const char *nam
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: pvmem run [DOMAIN.xml] [--qmp unix:PATH] [--script FILE] [--timeline FILE] [--quiet]\n"
+	fprintf(f, "usage: pvmem run [DOMAIN.xml] [--qmp unix:PATH] [--script FILE] [--timeline FILE]\n"
+		   "                 [--enforce auto|uffd|mprotect|none] [--on-unplugged-write deny|allow|kill]\n"
+		   "                 [--quiet]\n"
 		   "\nWith no arguments, runs the demo of the default machine and writes timeline.csv\n"
-		   "and timeline.svg. See docs/run.md for the script language.\n");
+		   "and timeline.svg. See docs/run.md for the script language.\n"
+		   "--enforce: how the host keeps unplugged virtio-mem memory unallocated (default auto:\n"
+		   "userfaultfd where available, else mprotect; none discards only, as QEMU does).\n");
 }
 
 int pvm_cmd_run(int argc, char **argv)
@@ -296,6 +300,7 @@ int pvm_cmd_run(int argc, char **argv)
 	struct pvm_error err = { 0 };
 	struct run r = { 0 };
 	struct pvm_control *qmp_handle = NULL;
+	struct pvm_machine_opts mopts = { 0 };
 	bool demo;
 	int rc, status = PVM_EXIT_FAIL;
 
@@ -310,6 +315,26 @@ int pvm_cmd_run(int argc, char **argv)
 			const char **dst = argv[i][2] == 'q' ? &qmp : argv[i][2] == 's' ? &script_path : &timeline;
 
 			*dst = argv[++i];
+		} else if (!strcmp(argv[i], "--enforce") && i + 1 < argc) {
+			static const char *const names[] = { "auto", "uffd", "mprotect", "none" };
+			bool known = false;
+
+			for (unsigned k = 0; k < PVM_CLI_ARRAY_SIZE(names); k++)
+				if (!strcmp(argv[i + 1], names[k])) {
+					mopts.enforce = (enum pvm_machine_enforce)k;
+					known = true;
+				}
+			if (!known) {
+				pvm_cli_error("run", "--enforce: '%s' is not auto, uffd, mprotect or none", argv[i + 1]);
+				return PVM_EXIT_USAGE;
+			}
+			i++;
+		} else if (!strcmp(argv[i], "--on-unplugged-write") && i + 1 < argc) {
+			if (pvm_enforce_policy_parse(argv[i + 1], &mopts.enforce_policy) < 0) {
+				pvm_cli_error("run", "--on-unplugged-write: '%s' is not deny, allow or kill", argv[i + 1]);
+				return PVM_EXIT_USAGE;
+			}
+			i++;
 		} else if (argv[i][0] == '-') {
 			pvm_cli_error("run", "unknown or incomplete option '%s'", argv[i]);
 			usage(stderr);
@@ -347,7 +372,7 @@ int pvm_cmd_run(int argc, char **argv)
 		return PVM_EXIT_USAGE;
 	}
 	r.tty = pvm_cli_is_tty();
-	if (pvm_machine_new(dom, NULL, &r.m, &err) || pvm_timeline_new(&r.tl)) {
+	if (pvm_machine_new(dom, &mopts, &r.m, &err) || pvm_timeline_new(&r.tl)) {
 		pvm_cli_error("run", "machine: %s", pvm_error_message(&err));
 		goto out;
 	}
