@@ -46,7 +46,7 @@ bench:
 # libFuzzer harnesses (clang), each run for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
 fuzz:
-	@./scripts/install-deps.sh check
+	@./scripts/install-deps.sh fuzz
 	@test -f build-fuzz/build.ninja || CC=clang meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false
 	ninja -C build-fuzz
 	@for f in build-fuzz/tests/fuzz/fuzz-*; do \

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Install the Debian packages pvmem needs to build, test and run, when they are missing.
-# Usage: install-deps.sh [build|run|check|bench]. Runs apt-get only as root and only for packages
+# Usage: install-deps.sh [build|run|check|fuzz]. Runs apt-get only as root and only for packages
 # that dpkg does not already list as installed.
 set -eu
 what=${1:-build}
 pkgs="meson ninja-build gcc pkg-config libc6-dev libnuma-dev libjson-c-dev libxml2-dev scdoc python3"
 case "$what" in
-	check) pkgs="$pkgs libcmocka-dev clang libclang-rt-dev binutils" ;;
+	check) pkgs="$pkgs libcmocka-dev binutils perl" ;;
+	fuzz) pkgs="$pkgs libcmocka-dev binutils perl clang libclang-rt-dev" ;;
 	run) pkgs="$pkgs gnuplot-nox" ;;
 esac
 missing=""
