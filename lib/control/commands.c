@@ -393,16 +393,16 @@ static int cmd_audit(void *opaque, struct pvm_qmp_call *call, json_object *args,
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 static const struct pvm_qmp_param p_qom_get[] = {
-	{ "path", PVM_QMP_T_STR, false }, { "property", PVM_QMP_T_STR, false }, { NULL } };
+	{ "path", PVM_QMP_T_STR, false }, { "property", PVM_QMP_T_STR, false }, { 0 } };
 static const struct pvm_qmp_param p_qom_set[] = {
 	{ "path", PVM_QMP_T_STR, false }, { "property", PVM_QMP_T_STR, false },
-	{ "value", PVM_QMP_T_ANY, false }, { NULL } };
-static const struct pvm_qmp_param p_balloon[] = { { "value", PVM_QMP_T_INT, false }, { NULL } };
+	{ "value", PVM_QMP_T_ANY, false }, { 0 } };
+static const struct pvm_qmp_param p_balloon[] = { { "value", PVM_QMP_T_INT, false }, { 0 } };
 static const struct pvm_qmp_param p_device_add[] = {
 	{ "driver", PVM_QMP_T_STR, false }, { "id", PVM_QMP_T_STR, true }, { "*", PVM_QMP_T_ANY, true },
-	{ NULL } };
-static const struct pvm_qmp_param p_device_del[] = { { "id", PVM_QMP_T_STR, false }, { NULL } };
-static const struct pvm_qmp_param p_viommu[] = { { "enabled", PVM_QMP_T_BOOL, false }, { NULL } };
+	{ 0 } };
+static const struct pvm_qmp_param p_device_del[] = { { "id", PVM_QMP_T_STR, false }, { 0 } };
+static const struct pvm_qmp_param p_viommu[] = { { "enabled", PVM_QMP_T_BOOL, false }, { 0 } };
 
 const struct pvm_qmp_command pvm_control_commands[] = {
 	{ "query-memory-devices", cmd_query_memory_devices, NULL },
@@ -419,7 +419,7 @@ const struct pvm_qmp_command pvm_control_commands[] = {
 	{ "x-pvmem-audit", cmd_audit, NULL },
 	{ "x-pvmem-query-hostdevs", cmd_query_hostdevs, NULL },
 	{ "x-pvmem-viommu", cmd_viommu, p_viommu },
-	{ NULL },
+	{ 0 },
 };
 
 /* ---- events ------------------------------------------------------------------------------------- */

@@ -263,10 +263,10 @@ static int cmd_query_version(void *opaque, struct pvm_qmp_call *call, json_objec
 
 static const struct pvm_qmp_command builtin[] = {
 	{ "qmp_capabilities", NULL, (const struct pvm_qmp_param[]){
-		{ "enable", PVM_QMP_T_ANY, true }, { NULL } } },
+		{ "enable", PVM_QMP_T_ANY, true }, { 0 } } },
 	{ "query-commands", NULL, NULL },
 	{ "query-version", cmd_query_version, NULL },
-	{ NULL },
+	{ 0 },
 };
 
 static const struct pvm_qmp_command *find_cmd(const struct pvm_qmp_session *s, const char *name)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
@@ -67,6 +68,52 @@ void pvm_enforce_report(struct pvm_enforce *e, const struct pvm_enforce_rec *rec
 	}
 }
 
+/* Mappings the mprotect enforcers of this process may need at worst, all together. */
+static _Atomic uint64_t mprotect_reserved;
+
+/* Mappings kept free for everything else the process maps (libraries, threads, heap). */
+#define MPROTECT_MAP_RESERVE 2048
+
+static uint64_t max_map_count(void)
+{
+	unsigned long long v = 0;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v ? v : 65530; /* the kernel's default */
+}
+
+/*
+ * mprotect costs one mapping per run of unplugged blocks: at worst, every other block plugged,
+ * about one per block. Admit an enforcer only when that worst case, added to what the process
+ * maps now, to what other mprotect enforcers may still need, and to a reserve, stays within
+ * vm.max_map_count: otherwise a later unplug would fail to protect (or an unrelated mmap would
+ * fail) in the middle of a guest's request. Returns 0 and reserves the mappings, or -ENOSPC.
+ */
+static int mprotect_admit(uint64_t nblocks, struct pvm_error *err)
+{
+	uint64_t max = max_map_count(), need = nblocks + 1, reserved;
+	int64_t used = pvm_enforce_count_vmas(NULL, 0);
+
+	if (used < 0)
+		used = 0;
+	reserved = atomic_fetch_add(&mprotect_reserved, need);
+	if (reserved + need + (uint64_t)used + MPROTECT_MAP_RESERVE > max) {
+		atomic_fetch_sub(&mprotect_reserved, need);
+		return pvm_error_set(err, -ENOSPC,
+				     "mprotect enforcement of %" PRIu64 " blocks may need %" PRIu64
+				     " mappings; with %" PRId64 " in use, %" PRIu64 " reserved and %d kept "
+				     "free that exceeds vm.max_map_count (%" PRIu64 "): use larger blocks, "
+				     "uffd enforcement, or raise vm.max_map_count",
+				     nblocks, need, used, reserved, MPROTECT_MAP_RESERVE, max);
+	}
+	return 0;
+}
+
 int pvm_enforce_new(const struct pvm_enforce_config *cfg, struct pvm_enforce **out,
 		    struct pvm_error *err)
 {
@@ -121,7 +168,12 @@ int pvm_enforce_new(const struct pvm_enforce_config *cfg, struct pvm_enforce **o
 		rc = pvm_enforce_uffd_init(e, err);
 		break;
 	case PVM_ENFORCE_MPROTECT:
+		rc = mprotect_admit(e->nblocks, err);
+		if (rc)
+			break;
 		rc = pvm_enforce_mprotect_init(e, err);
+		if (rc)
+			atomic_fetch_sub(&mprotect_reserved, e->nblocks + 1);
 		break;
 	default:
 		rc = 0;
@@ -151,8 +203,10 @@ void pvm_enforce_free(struct pvm_enforce *e)
 		return;
 	if (e->mode == PVM_ENFORCE_UFFD)
 		pvm_enforce_uffd_fini(e);
-	else if (e->mode == PVM_ENFORCE_MPROTECT)
+	else if (e->mode == PVM_ENFORCE_MPROTECT) {
 		pvm_enforce_mprotect_fini(e);
+		atomic_fetch_sub(&mprotect_reserved, e->nblocks + 1);
+	}
 	pvm_bitmap_free(e->prot);
 	pvm_bitmap_free(e->poison);
 	pthread_mutex_destroy(&e->lock);

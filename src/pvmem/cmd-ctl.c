@@ -83,25 +83,30 @@ static json_object *read_msg(struct conn *c, int timeout_ms)
 static int send_cmd(struct conn *c, const char *name, json_object *args)
 {
 	json_object *m = json_object_new_object();
-	const char *txt;
+	char *txt;
 	size_t off = 0, len;
 	int rc = 0;
 
 	json_object_object_add(m, "execute", json_object_new_string(name));
 	if (args)
 		json_object_object_add(m, "arguments", json_object_get(args));
-	txt = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN);
+	/* One message with its newline: the server may act on it (quit) and close as soon as the
+	 * object is complete, so nothing may be written after it. MSG_NOSIGNAL: a closed socket is
+	 * an error (EPIPE), not a SIGPIPE that kills the client. */
+	if (asprintf(&txt, "%s\n", json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN)) < 0) {
+		json_object_put(m);
+		return -ENOMEM;
+	}
 	len = strlen(txt);
 	while (off < len && rc == 0) {
-		ssize_t n = write(c->fd, txt + off, len - off);
+		ssize_t n = send(c->fd, txt + off, len - off, MSG_NOSIGNAL);
 
-		if (n < 0)
+		if (n < 0 && errno != EINTR)
 			rc = -errno;
-		else
+		else if (n > 0)
 			off += (size_t)n;
 	}
-	if (rc == 0 && write(c->fd, "\n", 1) != 1)
-		rc = -EIO;
+	free(txt);
 	json_object_put(m);
 	return rc;
 }
@@ -109,8 +114,10 @@ static int send_cmd(struct conn *c, const char *name, json_object *args)
 /* Run one command: returns its "return" value (new reference) or NULL after printing the error. */
 static json_object *call(struct conn *c, const char *name, json_object *args)
 {
-	if (send_cmd(c, name, args) < 0) {
-		pvm_cli_error("ctl", "cannot send '%s': %s", name, strerror(errno));
+	int rc = send_cmd(c, name, args);
+
+	if (rc < 0) {
+		pvm_cli_error("ctl", "cannot send '%s': %s", name, strerror(-rc));
 		return NULL;
 	}
 	for (;;) {
@@ -426,6 +433,17 @@ int pvm_cmd_ctl(int argc, char **argv)
 			pvm_cli_error("ctl", "unknown command or wrong arguments: %s (try 'pvmem ctl --help')", cmd);
 			return PVM_EXIT_USAGE;
 		}
+		if (argc - i == 3) {
+			char *end;
+			long secs;
+
+			errno = 0;
+			secs = strtol(argv[i + 2], &end, 10);
+			if (end == argv[i + 2] || *end || errno || secs <= 0 || secs > 86400 * 365) {
+				pvm_cli_error("ctl", "events: '%s' is not a number of seconds (1 or more)", argv[i + 2]);
+				return PVM_EXIT_USAGE;
+			}
+		}
 	}
 
 	c = calloc(1, sizeof(*c));
@@ -444,7 +462,7 @@ int pvm_cmd_ctl(int argc, char **argv)
 		ret = call(c, name, args);
 		if (!ret)
 			status = PVM_EXIT_FAIL;
-		else if (json || json_object_object_length(ret) || !json_object_is_type(ret, json_type_object))
+		else if (json || !json_object_is_type(ret, json_type_object) || json_object_object_length(ret))
 			print_json(ret);
 	}
 	json_object_put(ret);

@@ -94,7 +94,7 @@ static const struct layout_case layouts[] = {
 	    { "vmemC", 8 * GiB, 512 * MiB, 2 * MiB, 0, 1 } }, true, 4 },
 	{ "no balloon", noballoon_xml, 4 * GiB,
 	  { { "vmem0", 4 * GiB, 2 * GiB, 2 * MiB, 0, 0 } }, false, 1 },
-	{ "boot RAM only", ramonly_xml, 512 * MiB, { { NULL } }, false, 0 },
+	{ "boot RAM only", ramonly_xml, 512 * MiB, { { 0 } }, false, 0 },
 };
 
 static void test_layouts(void **state)

@@ -295,6 +295,45 @@ static void test_ranges_and_names(void **state)
 	assert_true(pvm_enforce_count_vmas(NULL, 0) > 0);
 }
 
+/* mprotect mode is admitted only while its worst case (one mapping per block) fits
+ * vm.max_map_count with what is mapped already (uffd needs no mappings; its cost is page tables,
+ * see test_vma_cost). Two enforcers that each fit alone but not together: the second is refused, nothing changes. */
+static void test_mprotect_map_count_admission(void **state)
+{
+	struct pvm_mem_region_config rc = { .backend = PVM_MEM_BACKEND_ANON, .size = 1ULL << 40,
+					    .noreserve = true };
+	struct pvm_mem_region *big;
+	struct pvm_enforce_config c = { .mode = PVM_ENFORCE_MPROTECT, .size = 1ULL << 40,
+					.block_size = 2 * PVM_MiB };
+	struct pvm_enforce *e = NULL, *e2 = NULL;
+	struct pvm_error err = { 0 };
+	uint64_t half;
+
+	assert_int_equal(pvm_mem_region_new(&rc, &big, NULL), 0);
+	c.region = big;
+	/* 1 TiB of 2 MiB blocks: 524288 possible mappings. */
+	assert_int_equal(pvm_enforce_new(&c, &e, &err), -ENOSPC);
+	assert_null(e);
+	assert_non_null(strstr(err.msg, "vm.max_map_count"));
+	print_message("%s\n", err.msg);
+	/* Two enforcers of just over half the limit each: one fits, both do not. */
+	half = 33000;
+	c.mode = PVM_ENFORCE_MPROTECT;
+	c.size = half * c.block_size;
+	pvm_error_clear(&err);
+	if (pvm_enforce_new(&c, &e, &err))
+		fail_msg("%s", pvm_error_message(&err));
+	c.offset = c.size;
+	pvm_error_clear(&err);
+	assert_int_equal(pvm_enforce_new(&c, &e2, &err), -ENOSPC);
+	assert_null(e2);
+	/* Freeing the first gives its reservation back. */
+	pvm_enforce_free(e);
+	assert_int_equal(pvm_enforce_new(&c, &e2, NULL), 0);
+	pvm_enforce_free(e2);
+	pvm_mem_region_free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_kill_policy),
 		cmocka_unit_test(test_vma_cost),
 		cmocka_unit_test(test_ranges_and_names),
+		cmocka_unit_test(test_mprotect_map_count_admission),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
