@@ -5,15 +5,21 @@
  * nesting and which keys each open object has seen.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "control/qmp.h"
 #include "core/util.h"
 
-/* Keys of one open object: pointers into the text (start, length). */
+/* A key as it appears in the text: start (after the opening quote) and raw (escaped) length. */
+struct key {
+	const char *start;   /* first byte of the key */
+	size_t len;          /* its length */
+};
+
+/* Keys of one open object. */
 struct key_set {
-	const char **start;   /* key starts (after the opening quote) */
-	size_t *len;          /* key lengths in raw (escaped) form */
+	struct key *keys;     /* keys seen so far, checked for duplicates when the object closes */
 	size_t n, cap;        /* used, allocated */
 	bool is_object;       /* false for arrays (no keys) */
 	bool expect_key;      /* inside an object, the next string is a key */
@@ -32,29 +38,47 @@ static long string_len(const char *p, const char *end)
 	return q < end ? q - p : -1;
 }
 
-static int add_key(struct key_set *ks, const char *k, size_t len, struct pvm_error *err)
+static int add_key(struct key_set *ks, const char *k, size_t len)
 {
-	for (size_t i = 0; i < ks->n; i++) {
-		if (ks->len[i] == len && !memcmp(ks->start[i], k, len))
-			return pvm_error_set(err, -EINVAL, "JSON parse error, duplicate key '%.*s'",
-					     (int)PVM_MIN(len, 64), k);
-	}
 	if (ks->n == ks->cap) {
 		size_t cap = ks->cap ? ks->cap * 2 : 8;
-		const char **s = pvm_reallocarray(ks->start, cap, sizeof(*s));
-		size_t *l;
+		struct key *keys = pvm_reallocarray(ks->keys, cap, sizeof(*keys));
 
-		if (!s)
+		if (!keys)
 			return -ENOMEM;
-		ks->start = s;
-		l = pvm_reallocarray(ks->len, cap, sizeof(*l));
-		if (!l)
-			return -ENOMEM;
-		ks->len = l;
+		ks->keys = keys;
 		ks->cap = cap;
 	}
-	ks->start[ks->n] = k;
-	ks->len[ks->n++] = len;
+	ks->keys[ks->n++] = (struct key){ .start = k, .len = len };
+	return 0;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	const struct key *x = a, *y = b;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->start, y->start, x->len);
+}
+
+/*
+ * The object of @ks closed: refuse a key that appears twice. Sorting makes this O(n log n);
+ * comparing every new key with all earlier ones (as this did first) let one 1 MiB command with
+ * ~100k keys keep the machine loop busy for minutes.
+ */
+static int check_keys(struct key_set *ks, struct pvm_error *err)
+{
+	if (ks->n < 2)
+		return 0;
+	qsort(ks->keys, ks->n, sizeof(*ks->keys), key_cmp);
+	for (size_t i = 1; i < ks->n; i++) {
+		const struct key *k = &ks->keys[i];
+
+		if (!key_cmp(k, &ks->keys[i - 1]))
+			return pvm_error_set(err, -EINVAL, "JSON parse error, duplicate key '%.*s'",
+					     (int)PVM_MIN(k->len, 64), k->start);
+	}
 	return 0;
 }
 
@@ -86,8 +110,11 @@ int pvm_json_check_text(const char *text, size_t len, int max_depth, struct pvm_
 			break;
 		case '}':
 		case ']':
-			if (depth > 0)
+			if (depth > 0) {
+				if (stack[depth].is_object)
+					rc = check_keys(&stack[depth], err);
 				depth--;
+			}
 			break;
 		case ',':
 			if (depth > 0 && stack[depth].is_object)
@@ -100,7 +127,8 @@ int pvm_json_check_text(const char *text, size_t len, int max_depth, struct pvm_
 				break;
 			}
 			if (depth > 0 && stack[depth].is_object && stack[depth].expect_key) {
-				rc = add_key(&stack[depth], p, (size_t)sl, err);
+				if (add_key(&stack[depth], p, (size_t)sl) < 0)
+					rc = pvm_error_set(err, -ENOMEM, "out of memory");
 				stack[depth].expect_key = false;
 			}
 			p += sl + 1;
@@ -109,10 +137,8 @@ int pvm_json_check_text(const char *text, size_t len, int max_depth, struct pvm_
 			break;
 		}
 	}
-	for (int i = 0; i <= max_depth; i++) {
-		pvm_free(stack[i].start);
-		pvm_free(stack[i].len);
-	}
+	for (int i = 0; i <= max_depth; i++)
+		pvm_free(stack[i].keys);
 	pvm_free(stack);
 	return rc;
 }

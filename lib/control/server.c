@@ -192,11 +192,16 @@ static void accept_one(struct pvm_qmp_server *srv)
 	client_flush(c);
 }
 
+/* At most this many reads per poll: a client that keeps writing must not keep the loop (and with
+ * it the guest and the other clients) here forever; the socket stays readable and the next poll
+ * comes back to it. */
+#define PVM_QMP_READS_PER_POLL 16
+
 static void read_client(struct pvm_qmp_server *srv, struct client *c)
 {
 	char buf[65536];
 
-	for (;;) {
+	for (int round = 0; round < PVM_QMP_READS_PER_POLL; round++) {
 		ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (n == 0) {

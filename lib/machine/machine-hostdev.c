@@ -246,6 +246,41 @@ static int hostdev_dma_attach(struct pvm_machine *m, struct pvm_machine_hostdev 
 	return rc;
 }
 
+/* Letters, digits, '-', '.', '_' (QEMU's id_wellformed() without its leading-letter rule, which
+ * script ids do not follow either). The id is pasted into an XML attribute by hostdev_xml():
+ * "a' b='c" used to attach as alias "a" while the machine kept "a' b='c", so device_del could
+ * never find it in the domain model again. */
+static bool id_ok(const char *id)
+{
+	for (const char *p = id; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '.' || *p == '_'))
+			return false;
+	return true;
+}
+
+/* True when pvm_domain_detach(@id) would remove a device of the model: its id, its alias, or
+ * one element of its chain ("vda#1"). */
+static bool domain_uses_id(const struct pvm_domain *dom, const char *id)
+{
+	size_t l = strlen(id);
+
+	for (size_t i = 0; i < pvm_domain_pt_count(dom); i++) {
+		const struct pvm_domain_pt *p = pvm_domain_pt(dom, i);
+
+		if (!strcmp(p->id, id) || (p->alias && !strcmp(p->alias, id)) ||
+		    (!strncmp(p->id, id, l) && p->id[l] == '#'))
+			return true;
+	}
+	for (size_t i = 0; i < pvm_domain_memdev_count(dom); i++) {
+		const struct pvm_domain_memdev *d = pvm_domain_memdev(dom, i);
+
+		if (!strcmp(d->id, id) || (d->alias && !strcmp(d->alias, id)))
+			return true;
+	}
+	return false;
+}
+
 int pvm_machine_attach_hostdev(struct pvm_machine *m, const char *id, enum pvm_machine_hostdev_kind kind,
 			       struct pvm_error *err)
 {
@@ -254,10 +289,15 @@ int pvm_machine_attach_hostdev(struct pvm_machine *m, const char *id, enum pvm_m
 	char xml[512];
 	int rc;
 
-	if (!id || !*id || strlen(id) >= sizeof(h->id))
+	if (!id || !*id || strlen(id) >= sizeof(h->id) || !id_ok(id))
 		return pvm_error_set(err, -EINVAL, "bad device id");
 	if (pvm_machine_hostdev_find(m, id) >= 0)
 		return pvm_error_set(err, -EEXIST, "device '%s' is already attached", id);
+	/* Nor the id of a device the domain model already has (virtio-mem, a <hostdev> of the XML):
+	 * an id names one device, and pvm_domain_detach() removes every pass-through device it
+	 * names, so detaching the new one took the XML's own <hostdev> out of the model too. */
+	if (domain_uses_id(m->dom, id))
+		return pvm_error_set(err, -EEXIST, "device id '%s' is in use", id);
 	if (m->nhostdevs == PVM_MACHINE_MAX_DEVICES)
 		return pvm_error_set(err, -ENOSPC, "too many host devices");
 	/* Both needs first: the rollback below must not depend on an allocation. */

@@ -109,9 +109,26 @@ int pvm_memlock_state_open(struct pvm_memlock_state *st, pid_t pid, const char *
 
 	memset(st, 0, sizeof(*st));
 	st->pid = pid;
-	if ((rc = read_starttime(pid, &st->starttime)) < 0)
-		return pvm_error_set(err, rc, rc == -ESRCH ? "no process %d" : "cannot read /proc/%d/stat",
-				     (int)pid);
+	if ((rc = read_starttime(pid, &st->starttime)) < 0) {
+		char *path;
+
+		if (rc != -ESRCH)
+			return pvm_error_set(err, rc, "cannot read /proc/%d/stat", (int)pid);
+		/* The process is gone: a limit saved for it can never be restored, so its state
+		 * file would stay behind for good (and mislead the next process with this pid if
+		 * the start time were not checked). Remove it. */
+		if (resolve_dir(dir, &d) == 0 && (path = pvm_asprintf("%s/memlock-%d.state", d, (int)pid))) {
+			if (unlink(path) == 0) {
+				pvm_error_set(err, rc, "no process %d (removed its state file %s)", (int)pid, path);
+				pvm_free(path);
+				pvm_free(d);
+				return rc;
+			}
+			pvm_free(path);
+		}
+		pvm_free(d);
+		return pvm_error_set(err, rc, "no process %d", (int)pid);
+	}
 	if ((rc = resolve_dir(dir, &d)) < 0)
 		return pvm_error_set(err, rc, rc == -ENOMEM ? "out of memory"
 				     : "no state directory: pass one (--state-dir) or set XDG_RUNTIME_DIR");

@@ -128,6 +128,11 @@ static json_object *call(struct conn *c, const char *name, json_object *args)
 			return NULL;
 		}
 		if (json_object_object_get_ex(m, "return", &v)) {
+			if (!v) {
+				pvm_cli_error("ctl", "%s: the server answered null", name);
+				json_object_put(m);
+				return NULL;
+			}
 			json_object_get(v);
 			json_object_put(m);
 			return v;
@@ -152,6 +157,10 @@ static int connect_socket(const char *spec, struct conn *c)
 	const char *path = !strncmp(spec, "unix:", 5) ? spec + 5 : spec;
 	json_object *greeting, *ret;
 
+	if (!*path) {
+		pvm_cli_error("ctl", "the socket path is empty: '%s'", spec);
+		return -EINVAL;
+	}
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		pvm_cli_error("ctl", "socket path too long: %s", path);
 		return -ENAMETOOLONG;
@@ -273,6 +282,11 @@ static int do_info(struct conn *c, bool json)
 
 	if (!devs)
 		return PVM_EXIT_FAIL;
+	if (!json_object_is_type(devs, json_type_array)) {
+		pvm_cli_error("ctl", "query-memory-devices: the answer is not an array");
+		json_object_put(devs);
+		return PVM_EXIT_FAIL;
+	}
 	bal = call(c, "query-balloon", NULL);
 	ml = call(c, "query-memlock", NULL);
 	disc = call(c, "query-discard", NULL);
@@ -317,7 +331,7 @@ static int do_info(struct conn *c, bool json)
 		print_memlock(ml);
 	if (disc)
 		print_discard(disc);
-	if (hostdevs)
+	if (hostdevs && json_object_is_type(hostdevs, json_type_array))
 		print_hostdevs(hostdevs);
 	json_object_put(devs);
 	json_object_put(bal);
@@ -355,7 +369,7 @@ int pvm_cmd_ctl(int argc, char **argv)
 	json_object *args = NULL, *ret = NULL;
 	const char *name = NULL;
 	bool json = false;
-	int i = 1, status = PVM_EXIT_OK;
+	int i = 1, rc, status = PVM_EXIT_OK;
 	uint64_t v;
 
 	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -452,8 +466,10 @@ int pvm_cmd_ctl(int argc, char **argv)
 		return PVM_EXIT_FAIL;
 	}
 	c->fd = -1;
-	if (connect_socket(argv[i], c) < 0) {
-		status = PVM_EXIT_FAIL;
+	rc = connect_socket(argv[i], c);
+	if (rc < 0) {
+		/* A socket path that cannot be a path is an input error; a refused connection a failure. */
+		status = rc == -EINVAL || rc == -ENAMETOOLONG ? PVM_EXIT_USAGE : PVM_EXIT_FAIL;
 	} else if (!strcmp(cmd, "info")) {
 		status = do_info(c, json);
 	} else if (!strcmp(cmd, "events")) {

@@ -299,6 +299,8 @@ static int run_action(const struct opts *o)
 	} else if (!strcmp(o->action, "detach")) {
 		if (pvm_domain_detach(dom, o->args[1], &err) < 0) {
 			status = fail(&err);
+			if (err.code == -ENOENT) /* DOMAIN.xml has no such device: an input error */
+				status = PVM_EXIT_USAGE;
 			goto out;
 		}
 	}

@@ -146,7 +146,20 @@ static int replay_events(struct replay *r, struct pvm_vmem_rig *rig, const struc
 	return 0;
 }
 
-static bool replay_file(const char *path, bool check, enum pvm_enforce_mode enforce)
+/* Says why PATH cannot be replayed, on stderr; the library's message usually names it already. */
+static void bad_input(const char *path, unsigned line, const char *msg)
+{
+	if (line)
+		pvm_cli_error("replay", "%s:%u: %s", path, line, msg);
+	else if (!strncmp(msg, path, strlen(path)))
+		pvm_cli_error("replay", "%s", msg);
+	else
+		pvm_cli_error("replay", "%s: %s", path, msg);
+}
+
+/* Returns PVM_EXIT_OK when everything matches, PVM_EXIT_FAIL on a mismatch and PVM_EXIT_USAGE
+ * when the file is not a trace that can be replayed. */
+static int replay_file(const char *path, bool check, enum pvm_enforce_mode enforce)
 {
 	struct replay r = { .path = path, .check = check };
 	struct pvm_vtrace *t = NULL;
@@ -157,8 +170,8 @@ static bool replay_file(const char *path, bool check, enum pvm_enforce_mode enfo
 	struct pvm_vmem_rig_config rc = { 0 };
 
 	if (pvm_vtrace_load(path, &t, &err)) {
-		printf("%s: %s\n", path, pvm_error_message(&err));
-		return false;
+		bad_input(path, 0, pvm_error_message(&err));
+		return PVM_EXIT_USAGE;
 	}
 	c = &t->ev[0];
 	rc.dev.id = "vmem0";
@@ -169,9 +182,12 @@ static bool replay_file(const char *path, bool check, enum pvm_enforce_mode enfo
 	rc.dev.requested_size = c->requested_size;
 	rc.dev.enforce = enforce;
 	if (pvm_vmem_rig_new(&rc, &rig, &err)) {
-		printf("%s:%u: cannot create the device: %s\n", path, c->line, pvm_error_message(&err));
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "cannot create the device: %s", pvm_error_message(&err));
+		bad_input(path, c->line, msg);
 		pvm_vtrace_free(t);
-		return false;
+		return PVM_EXIT_USAGE;
 	}
 	if (!check)
 		printf("config addr=0x%" PRIx64 " region_size=0x%" PRIx64 " block_size=0x%" PRIx64
@@ -181,7 +197,7 @@ static bool replay_file(const char *path, bool check, enum pvm_enforce_mode enfo
 		mismatch(&r, t->ev[t->n - 1].line, "audit: %s", pvm_error_message(&err));
 	pvm_vmem_rig_free(rig);
 	pvm_vtrace_free(t);
-	return r.mismatches == 0;
+	return r.mismatches ? PVM_EXIT_FAIL : PVM_EXIT_OK;
 }
 
 static void usage(FILE *f)
@@ -198,7 +214,7 @@ int pvm_cmd_replay(int argc, char **argv)
 {
 	enum pvm_enforce_mode enforce = PVM_ENFORCE_AUTO;
 	bool check = false, simulate = false;
-	unsigned passed = 0, failed = 0, files = 0;
+	unsigned passed = 0, failed = 0, files = 0, unreadable = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--check")) {
@@ -231,7 +247,7 @@ int pvm_cmd_replay(int argc, char **argv)
 	}
 #endif
 	for (int i = 1; i < argc; i++) {
-		bool ok;
+		int st;
 
 		if (!strcmp(argv[i], "--enforce")) {
 			i++;
@@ -240,16 +256,28 @@ int pvm_cmd_replay(int argc, char **argv)
 		if (argv[i][0] == '-' && argv[i][1])
 			continue;
 #ifdef PVM_HAVE_SIM
-		if (simulate)
-			ok = pvm_sim_replay_file(argv[i], check, stdout) == 0;
-		else
+		if (simulate) {
+			struct pvm_vtrace *t = NULL;
+			struct pvm_error err = { 0 };
+
+			/* Reject what is not a trace up front, as replay_file() does. */
+			if (pvm_vtrace_load(argv[i], &t, &err)) {
+				bad_input(argv[i], 0, pvm_error_message(&err));
+				st = PVM_EXIT_USAGE;
+			} else {
+				pvm_vtrace_free(t);
+				st = pvm_sim_replay_file(argv[i], check, stdout) == 0 ? PVM_EXIT_OK : PVM_EXIT_FAIL;
+			}
+		} else
 #endif
-			ok = replay_file(argv[i], check, enforce);
-		if (ok)
+			st = replay_file(argv[i], check, enforce);
+		if (st == PVM_EXIT_OK)
 			passed++;
 		else
 			failed++;
+		unreadable += st == PVM_EXIT_USAGE;
 	}
 	printf("replay: %u passed, %u failed\n", passed, failed);
-	return failed ? PVM_EXIT_FAIL : PVM_EXIT_OK;
+	/* A file that is not a trace is an input error (2); a mismatch is a failure (1). */
+	return unreadable ? PVM_EXIT_USAGE : failed ? PVM_EXIT_FAIL : PVM_EXIT_OK;
 }

@@ -45,6 +45,7 @@ struct run {
 	bool tty;                       /* stdout is a terminal */
 	uint64_t last_sample_ms;        /* time of the last sample */
 	unsigned failed, passed;        /* expectations */
+	unsigned not_run;               /* script commands left when a signal stopped the run */
 };
 
 static void sample(struct run *r, const char *event)
@@ -133,6 +134,15 @@ static const char *fmt_size(uint64_t v, char *buf, size_t len)
 	return pvm_size_format(v, buf, len);
 }
 
+/* "N:" for a script line number, so that "FILE:N: step" lines align up to line 9999. */
+static const char *lineno(unsigned line)
+{
+	static char buf[16];
+
+	snprintf(buf, sizeof(buf), "%u:", line);
+	return buf;
+}
+
 /* Check one expectation; prints "line N: expect ...: ok|FAILED (got X)". */
 static bool check(struct run *r, const struct pvm_script_cmd *c, char *got, size_t len)
 {
@@ -213,7 +223,9 @@ static enum pvm_machine_hostdev_kind hostdev_kind(enum pvm_script_hostdev k)
 
 static int run_script(struct run *r, const struct pvm_script *s, const char *name)
 {
-	for (size_t i = 0; i < s->n && !stop_requested; i++) {
+	size_t i;
+
+	for (i = 0; i < s->n && !stop_requested; i++) {
 		const struct pvm_script_cmd *c = &s->cmds[i];
 		struct pvm_error err = { 0 };
 		char line[256], got[128];
@@ -260,7 +272,7 @@ static int run_script(struct run *r, const struct pvm_script *s, const char *nam
 			bool ok = check(r, c, got, sizeof(got));
 
 			status_line_end(r);
-			printf("%s:%u: %-40s %s%s%s\n", name, c->line, line, ok ? "ok" : "FAILED (got ",
+			printf("%s:%-*s %-40s %s%s%s\n", name, 5, lineno(c->line), line, ok ? "ok" : "FAILED (got ",
 			       ok ? "" : got, ok ? "" : ")");
 			if (ok)
 				r->passed++;
@@ -273,10 +285,13 @@ static int run_script(struct run *r, const struct pvm_script *s, const char *nam
 			sample(r, c->op == PVM_SCRIPT_SETTLE ? "  (settled)" : line);
 		if (rc) {
 			status_line_end(r);
-			printf("%s:%u: %-40s FAILED (%s)\n", name, c->line, line, pvm_error_message(&err));
+			printf("%s:%-*s %-40s FAILED (%s)\n", name, 5, lineno(c->line), line, pvm_error_message(&err));
 			r->failed++;
 		}
 	}
+	/* A signal ends the script early: the steps after it did not run, so it did not pass. */
+	if (stop_requested)
+		r->not_run = (unsigned)(s->n - i);
 	sample(r, "end");
 	return 0;
 }
@@ -301,6 +316,7 @@ int pvm_cmd_run(int argc, char **argv)
 	struct run r = { 0 };
 	struct pvm_control *qmp_handle = NULL;
 	struct pvm_machine_opts mopts = { 0 };
+	FILE *timeline_f = NULL;
 	bool demo;
 	int rc, status = PVM_EXIT_FAIL;
 
@@ -342,6 +358,7 @@ int pvm_cmd_run(int argc, char **argv)
 		} else if (!xml) {
 			xml = argv[i];
 		} else {
+			pvm_cli_error("run", "one DOMAIN.xml only: '%s' is one too many", argv[i]);
 			usage(stderr);
 			return PVM_EXIT_USAGE;
 		}
@@ -358,7 +375,13 @@ int pvm_cmd_run(int argc, char **argv)
 					   strlen(pvm_machine_embedded_default_xml()),
 					   PVM_DOMAIN_PARSE_NO_HOST, &dom, &err);
 	if (rc) {
-		pvm_cli_error("run", "%s: %s", xml ? xml : "default machine", pvm_error_message(&err));
+		const char *what = xml ? xml : "default machine", *msg = pvm_error_message(&err);
+
+		/* The parser's message usually names the file already: do not say it twice. */
+		if (!strncmp(msg, what, strlen(what)))
+			pvm_cli_error("run", "%s", msg);
+		else
+			pvm_cli_error("run", "%s: %s", what, msg);
 		return PVM_EXIT_USAGE;
 	}
 	if (script_path)
@@ -370,6 +393,16 @@ int pvm_cmd_run(int argc, char **argv)
 		pvm_cli_error("run", "%s", pvm_error_message(&err));
 		pvm_domain_free(dom);
 		return PVM_EXIT_USAGE;
+	}
+	if (timeline) {
+		/* Opened before the run so that a path that cannot be written fails at once. */
+		timeline_f = fopen(timeline, "we");
+		if (!timeline_f) {
+			pvm_cli_error("run", "--timeline %s: %s", timeline, strerror(errno));
+			pvm_script_free(script);
+			pvm_domain_free(dom);
+			return PVM_EXIT_USAGE;
+		}
 	}
 	r.tty = pvm_cli_is_tty();
 	if (pvm_machine_new(dom, &mopts, &r.m, &err) || pvm_timeline_new(&r.tl)) {
@@ -414,16 +447,15 @@ int pvm_cmd_run(int argc, char **argv)
 		pvm_timeline_print_table(r.tl, stdout);
 	}
 	if (timeline) {
-		FILE *f = fopen(timeline, "w");
+		FILE *f = timeline_f;
+		int wrc = pvm_timeline_write_csv(r.tl, f);
 		char svg[4096];
 
-		if (!f || pvm_timeline_write_csv(r.tl, f)) {
+		timeline_f = NULL;
+		if (fclose(f) || wrc) { /* the file is closed either way */
 			pvm_cli_error("run", "%s: %s", timeline, strerror(errno));
-			if (f)
-				fclose(f);
 			goto out;
 		}
-		fclose(f);
 		snprintf(svg, sizeof(svg), "%.*s.svg",
 			 (int)(strlen(timeline) > 4 && !strcmp(timeline + strlen(timeline) - 4, ".csv")
 				       ? strlen(timeline) - 4 : strlen(timeline)), timeline);
@@ -435,11 +467,18 @@ int pvm_cmd_run(int argc, char **argv)
 	}
 	if (script) {
 		printf("%u expectation%s held, %u failed\n", r.passed, r.passed == 1 ? "" : "s", r.failed);
-		status = r.failed ? PVM_EXIT_FAIL : PVM_EXIT_OK;
+		if (stop_requested)
+			printf("interrupted by %s: %u script command%s not run\n", strsignal(stop_requested),
+			       r.not_run, r.not_run == 1 ? "" : "s");
+		status = r.failed || stop_requested ? PVM_EXIT_FAIL : PVM_EXIT_OK;
 	} else {
 		status = PVM_EXIT_OK;
 	}
 out:
+	if (timeline_f) { /* the run failed before the timeline was written: leave no empty file */
+		fclose(timeline_f);
+		unlink(timeline);
+	}
 	pvm_control_free(qmp_handle);
 	pvm_sim_guest_free(r.guest);
 	pvm_machine_free(r.m);

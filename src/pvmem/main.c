@@ -45,6 +45,16 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return PVM_EXIT_USAGE;
 	}
+	if (!strcmp(argv[1], "help") && argc == 3) {
+		/* `pvmem help COMMAND` is `pvmem COMMAND --help`. */
+		char *help_argv[] = { argv[2], (char *)"--help", NULL };
+
+		for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)
+			if (!strcmp(argv[2], subcmds[i].name))
+				return subcmds[i].fn(2, help_argv);
+		pvm_cli_error(NULL, "unknown command '%s' (try 'pvmem help')", argv[2]);
+		return PVM_EXIT_USAGE;
+	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return PVM_EXIT_OK;

@@ -50,9 +50,9 @@ static const struct pvm_qmp_command cmds[] = {
 	{ "set", cmd_any, (const struct pvm_qmp_param[]){
 		{ "id", PVM_QMP_T_STR, false }, { "size", PVM_QMP_T_SIZE, true },
 		{ "fail", PVM_QMP_T_BOOL, true }, { "n", PVM_QMP_T_INT, true },
-		{ "x", PVM_QMP_T_ANY, true }, { NULL } } },
+		{ "x", PVM_QMP_T_ANY, true }, { 0 } } },
 	{ "quit", cmd_any, NULL },
-	{ NULL },
+	{ 0 },
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

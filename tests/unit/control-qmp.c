@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "test-util.h"
@@ -58,9 +59,9 @@ static int cmd_quit(void *opaque, struct pvm_qmp_call *call, json_object *args,
 static const struct pvm_qmp_command test_cmds[] = {
 	{ "touch", cmd_touch, (const struct pvm_qmp_param[]){
 		{ "id", PVM_QMP_T_STR, false }, { "size", PVM_QMP_T_SIZE, false },
-		{ "force", PVM_QMP_T_BOOL, true }, { NULL } } },
+		{ "force", PVM_QMP_T_BOOL, true }, { 0 } } },
 	{ "quit", cmd_quit, NULL },
-	{ NULL },
+	{ 0 },
 };
 
 #define NEG "{\"execute\":\"qmp_capabilities\"}\n"
@@ -248,6 +249,28 @@ static void test_json_check(void **state)
 	assert_string_equal(err.msg, "JSON parse error, duplicate key 'x'");
 }
 
+/* One object with 100k keys (a 1 MiB command): duplicates were found by comparing each key with
+ * every earlier one, which kept the loop busy for minutes; now the check is O(n log n). The
+ * duplicate of the first key comes last, so every key must be looked at. */
+static void test_json_check_many_keys(void **state)
+{
+	struct pvm_error err = { 0 };
+	size_t n = 100000, cap = n * 16 + 64, len = 0;
+	char *text = malloc(cap);
+
+	assert_non_null(text);
+	text[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(text + len, cap - len, "%s\"k%zu\":0", i ? "," : "", i);
+	len += (size_t)snprintf(text + len, cap - len, "}");
+	assert_int_equal(pvm_json_check_text(text, len, 8, &err), 0);
+	len--;
+	len += (size_t)snprintf(text + len, cap - len, ",\"k0\":1}");
+	assert_int_equal(pvm_json_check_text(text, len, 8, &err), -EINVAL);
+	assert_string_equal(err.msg, "JSON parse error, duplicate key 'k0'");
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_greeting_and_events),
 		cmocka_unit_test(test_huge_input_refused_and_recovers),
 		cmocka_unit_test(test_json_check),
+		cmocka_unit_test(test_json_check_many_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

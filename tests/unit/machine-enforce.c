@@ -50,7 +50,7 @@ static struct pvm_machine *make(enum pvm_enforce_policy policy)
 	struct pvm_machine_opts o = { .no_memlock = true, .enforce_policy = policy };
 	struct pvm_error err = { 0 };
 	struct pvm_domain *dom;
-	struct pvm_machine *m;
+	struct pvm_machine *m = NULL;
 
 	if (pvm_domain_parse_memory(two_devices, strlen(two_devices), PVM_DOMAIN_PARSE_NO_HOST, &dom, &err) ||
 	    pvm_machine_new(dom, &o, &m, &err))

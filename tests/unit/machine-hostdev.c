@@ -345,6 +345,59 @@ static void test_viommu(void **state)
 	stop(m);
 }
 
+/* ---- device ids ------------------------------------------------------------------------------------ */
+
+static const char ids_xml[] =
+	"<domain type='kvm'><name>ids</name><os><type arch='x86_64'>hvm</type></os>"
+	"<memory unit='MiB'>1536</memory><devices>"
+	"<memory model='virtio-mem'><target><size unit='GiB'>1</size><node>0</node>"
+	"<block unit='MiB'>2</block></target><alias name='vmem0'/></memory>"
+	"<hostdev mode='subsystem' type='pci' managed='yes'><driver name='vfio'/><source>"
+	"<address domain='0x0000' bus='0x05' slot='0x00' function='0x0'/></source>"
+	"<alias name='hostdev9'/></hostdev></devices></domain>";
+
+struct id_case {
+	const char *name;
+	const char *id;
+	int rc;                   /* of the attach */
+};
+
+/* The id goes into the device XML and names the device in the domain model. "a' b='c" attached
+ * as alias "a" and could never be detached; "hostdev9" attached and its detach also took the
+ * XML's own host device out of the model; "vmem0" is refused as QMP device_add refuses it. */
+static const struct id_case id_cases[] = {
+	{ "quote (XML attribute injection)", "a' b='c", -EINVAL },
+	{ "blank", "a b", -EINVAL },
+	{ "markup", "a<b/>", -EINVAL },
+	{ "ampersand", "a&amp;", -EINVAL },
+	{ "virtio-mem alias", "vmem0", -EEXIST },
+	{ "alias of a hostdev in the XML", "hostdev9", -EEXIST },
+	{ "identifier characters", "gpu-0.a_B", 0 },
+};
+
+static void test_ids(void **state)
+{
+	(void)state;
+	for (size_t c = 0; c < sizeof(id_cases) / sizeof(id_cases[0]); c++) {
+		const struct id_case *tc = &id_cases[c];
+		struct pvm_machine *m = start(ids_xml, false, true);
+		size_t pts = pvm_domain_pt_count(pvm_machine_domain(m));
+		size_t mds = pvm_domain_memdev_count(pvm_machine_domain(m));
+		int rc = pvm_machine_attach_hostdev(m, tc->id, PVM_MACHINE_HOSTDEV_VFIO, NULL);
+
+		if (rc != tc->rc)
+			fail_msg("%s: attach '%s' returned %d, expected %d", tc->name, tc->id, rc, tc->rc);
+		if (rc == 0) {
+			assert_int_equal(pvm_domain_pt_count(pvm_machine_domain(m)), pts + 1);
+			assert_int_equal(pvm_machine_detach_hostdev(m, tc->id, NULL), 0);
+		}
+		assert_int_equal(pvm_machine_hostdev_count(m), 0);
+		assert_int_equal(pvm_domain_pt_count(pvm_machine_domain(m)), pts);
+		assert_int_equal(pvm_domain_memdev_count(pvm_machine_domain(m)), mds);
+		stop(m);
+	}
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -366,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_lifecycle_refused),
 		cmocka_unit_test(test_budget_rollback),
 		cmocka_unit_test(test_viommu),
+		cmocka_unit_test(test_ids),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
