@@ -200,12 +200,15 @@ struct pvm_machine_memdev_info {
 	uint64_t plugged_size;         /* plugged now ("size" in query-memory-devices) */
 	uint64_t requested_size;       /* requested now */
 	int node;                      /* NUMA node */
-	uint64_t resident;             /* host bytes resident in the region now */
 };
 PVM_EXPORT size_t pvm_machine_memdev_count(const struct pvm_machine *m);
 /* -ENOENT past the end. */
 PVM_EXPORT int pvm_machine_memdev_info(struct pvm_machine *m, size_t i,
 				       struct pvm_machine_memdev_info *out);
+/* Host bytes resident in virtio-mem device @i's region now. It reads the residency of the whole
+ * region (mincore), so it costs time in proportion to the region size: kept out of
+ * pvm_machine_memdev_info(), which every QMP query calls. -ENOENT past the end. */
+PVM_EXPORT int pvm_machine_memdev_resident(struct pvm_machine *m, size_t i, uint64_t *bytes);
 /* Index of virtio-mem @id, or -ENOENT. */
 PVM_EXPORT int pvm_machine_memdev_find(const struct pvm_machine *m, const char *id);
 

@@ -82,12 +82,55 @@ static int check_keys(struct key_set *ks, struct pvm_error *err)
 	return 0;
 }
 
+/* Offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF), or @len when all of it is. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		uint32_t cp, min;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0) {
+			n = 1, cp = c & 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2, cp = c & 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3, cp = c & 0x07, min = 0x10000;
+		} else {
+			return i;
+		}
+		if (len - i <= n)
+			return i;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return i;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return i;
+		i += n + 1;
+	}
+	return len;
+}
+
 int pvm_json_check_text(const char *text, size_t len, int max_depth, struct pvm_error *err)
 {
 	struct key_set *stack;
 	const char *p = text, *end = text + len;
 	int depth = 0, rc = 0;
+	size_t bad = utf8_invalid_at((const unsigned char *)text, len);
 
+	/* JSON text is UTF-8 (RFC 8259); QEMU's parser refuses anything else, and echoing such
+	 * bytes back (a command name in an error) would make the reply invalid JSON. */
+	if (bad < len)
+		return pvm_error_set(err, -EINVAL, "JSON parse error, invalid UTF-8 sequence at byte %zu", bad);
 	stack = pvm_calloc((size_t)max_depth + 1, sizeof(*stack));
 	if (!stack)
 		return -ENOMEM;

@@ -34,6 +34,8 @@ struct pvm_qmp_server {
 	void *opaque;                             /* passed to handlers */
 	struct client clients[PVM_QMP_MAX_CLIENTS];
 	bool quit;                                /* a client asked to quit */
+	dev_t sock_dev;                           /* the socket file we bound: unlinked at free */
+	ino_t sock_ino;                           /*   only if the path still names it */
 	pvm_qmp_fd_watch_fn watch;                /* told when a client fd comes and goes */
 	void *watch_opaque;                       /* passed to watch */
 };
@@ -117,12 +119,25 @@ int pvm_qmp_server_new(const char *path, const struct pvm_qmp_command *cmds, voi
 		pvm_free(srv);
 		return pvm_error_set(err, -ENOMEM, "out of memory");
 	}
-	/* Replace a stale socket left by a previous run, never any other kind of file. */
+	/* Replace a stale socket left by a previous run, never any other kind of file, and never a
+	 * socket a running machine still serves (connecting to it tells). */
 	if (lstat(path, &st) == 0) {
+		int probe, live;
+
 		if (!S_ISSOCK(st.st_mode)) {
 			pvm_free(srv->path);
 			pvm_free(srv);
 			return pvm_error_set(err, -EEXIST, "%s exists and is not a socket", path);
+		}
+		strcpy(sa.sun_path, path);
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live) {
+			pvm_free(srv->path);
+			pvm_free(srv);
+			return pvm_error_set(err, -EADDRINUSE, "%s is in use by a running machine", path);
 		}
 		unlink(path);
 	}
@@ -136,6 +151,10 @@ int pvm_qmp_server_new(const char *path, const struct pvm_qmp_command *cmds, voi
 		pvm_free(srv->path);
 		pvm_free(srv);
 		return pvm_error_set(err, -e, "cannot listen on %s: %s", path, strerror(e));
+	}
+	if (stat(path, &st) == 0) {
+		srv->sock_dev = st.st_dev;
+		srv->sock_ino = st.st_ino;
 	}
 	srv->listen_fd = fd;
 	srv->cmds = cmds;
@@ -154,7 +173,14 @@ void pvm_qmp_server_free(struct pvm_qmp_server *srv)
 			client_close(srv, &srv->clients[i]);
 		}
 	close(srv->listen_fd);
-	unlink(srv->path);
+	/* Only our own socket: another machine may have replaced a path we no longer own. */
+	{
+		struct stat st;
+
+		if (lstat(srv->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == srv->sock_dev &&
+		    st.st_ino == srv->sock_ino)
+			unlink(srv->path);
+	}
 	pvm_free(srv->path);
 	pvm_free(srv);
 }

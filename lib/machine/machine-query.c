@@ -14,7 +14,6 @@ size_t pvm_machine_memdev_count(const struct pvm_machine *m)
 int pvm_machine_memdev_info(struct pvm_machine *m, size_t i, struct pvm_machine_memdev_info *out)
 {
 	struct pvm_vmem_info vi;
-	uint64_t res = 0;
 
 	if (i >= m->nvmems)
 		return -ENOENT;
@@ -28,9 +27,14 @@ int pvm_machine_memdev_info(struct pvm_machine *m, size_t i, struct pvm_machine_
 	out->plugged_size = vi.plugged_size;
 	out->requested_size = vi.requested_size;
 	out->node = m->vmems[i].node;
-	if (pvm_mem_region_resident(m->vmems[i].region, 0, m->vmems[i].size, &res, NULL) == 0)
-		out->resident = res;
 	return 0;
+}
+
+int pvm_machine_memdev_resident(struct pvm_machine *m, size_t i, uint64_t *bytes)
+{
+	if (i >= m->nvmems)
+		return -ENOENT;
+	return pvm_mem_region_resident(m->vmems[i].region, 0, m->vmems[i].size, bytes, NULL);
 }
 
 void pvm_machine_balloon(struct pvm_machine *m, struct pvm_machine_balloon_info *out)

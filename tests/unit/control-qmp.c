@@ -114,6 +114,12 @@ static const struct qmp_case {
 	{ "deep nesting refused", NEG "{\"execute\":\"touch\",\"arguments\":{\"id\":\"a\",\"size\":1,\"x\":"
 	  "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}\n",
 	  { NEG_OK, "*GenericError" }, 0 },
+	{ "invalid UTF-8 refused before it could be echoed", NEG "{\"execute\":\"\xff\xfe\"}\n",
+	  { NEG_OK, "{\"error\":{\"class\":\"GenericError\",\"desc\":\"JSON parse error, invalid UTF-8 sequence at byte 12\"}}" }, 0 },
+	{ "overlong and surrogate UTF-8 refused", NEG "{\"execute\":\"\xc0\xaf\"}\n{\"execute\":\"\xed\xa0\x80\"}\n",
+	  { NEG_OK, "*GenericError", "*GenericError" }, 0 },
+	{ "valid UTF-8 names are echoed", NEG "{\"execute\":\"caf\xc3\xa9\"}\n",
+	  { NEG_OK, "{\"error\":{\"class\":\"CommandNotFound\",\"desc\":\"The command caf\xc3\xa9 has not been found\"}}" }, 0 },
 	{ "query-commands lists built-ins and ours", NEG "{\"execute\":\"query-commands\"}",
 	  { NEG_OK, "{\"return\":[{\"name\":\"qmp_capabilities\"},{\"name\":\"query-commands\"},{\"name\":\"query-version\"},{\"name\":\"touch\"},{\"name\":\"quit\"}]}" }, 0 },
 };

@@ -119,6 +119,7 @@ static void test_layouts(void **state)
 		for (; lc->vmem[n].id; n++) {
 			const struct want_vmem *w = &lc->vmem[n];
 			struct pvm_machine_memdev_info mi;
+			uint64_t resident = 1;
 			int i = pvm_machine_memdev_find(m, w->id);
 
 			assert_int_equal(i, (int)n);
@@ -130,7 +131,8 @@ static void test_layouts(void **state)
 			assert_int_equal(mi.requested_size, w->requested);
 			assert_int_equal(mi.plugged_size, 0);
 			assert_int_equal(mi.node, w->node);
-			assert_int_equal(mi.resident, 0);
+			assert_int_equal(pvm_machine_memdev_resident(m, (size_t)i, &resident), 0);
+			assert_int_equal(resident, 0);
 		}
 		assert_int_equal(pvm_machine_memdev_count(m), n);
 		assert_int_equal(pvm_machine_memdev_info(m, n, &(struct pvm_machine_memdev_info){ 0 }), -ENOENT);
