@@ -11,25 +11,9 @@
 #include "control/qmp.h"
 #include "core/util.h"
 
+#include "qmp-sink.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static int sink(void *opaque, const char *d, size_t len)
-{
-	/* Each write is one message plus "\r\n" and must parse. */
-	json_object *o;
-	char *copy;
-
-	if (len < 3 || d[len - 2] != '\r' || d[len - 1] != '\n')
-		abort();
-	copy = strndup(d, len - 2);
-	o = json_tokener_parse(copy);
-	if (!o || !json_object_is_type(o, json_type_object))
-		abort();
-	json_object_put(o);
-	free(copy);
-	(*(int *)opaque)++;
-	return 0;
-}
 
 static int cmd_any(void *opaque, struct pvm_qmp_call *call, json_object *args, json_object **ret,
 		   struct pvm_error *err)
@@ -66,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	step = (size_t)data[0] + 1;
 	data++;
 	size--;
-	if (pvm_qmp_session_new(cmds, NULL, sink, &replies, &s) < 0)
+	if (pvm_qmp_session_new(cmds, NULL, pvm_fuzz_qmp_sink, &replies, &s) < 0)
 		return 0;
 	for (off = 0; off < size; off += step)
 		pvm_qmp_session_input(s, (const char *)data + off, size - off < step ? size - off : step);

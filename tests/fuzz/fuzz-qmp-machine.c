@@ -22,6 +22,8 @@
 #include "control/qmp.h"
 #include "machine/script.h"
 
+#include "qmp-sink.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_INPUT (64u << 10)
@@ -29,24 +31,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct pvm_machine *machine;       /* the machine every input drives */
 static unsigned uses;                     /* inputs run on it since it was built */
-
-static int sink(void *opaque, const char *d, size_t len)
-{
-	/* Each write is one message plus "\r\n" and must parse as a JSON object. */
-	json_object *o;
-	char *copy;
-
-	if (len < 3 || d[len - 2] != '\r' || d[len - 1] != '\n')
-		abort();
-	copy = strndup(d, len - 2);
-	o = json_tokener_parse(copy);
-	if (!o || !json_object_is_type(o, json_type_object))
-		abort();
-	json_object_put(o);
-	free(copy);
-	(*(int *)opaque)++;
-	return 0;
-}
 
 static void on_event(void *opaque, const struct pvm_machine_event *ev)
 {
@@ -111,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (pvm_control_new_detached(machine, &c) < 0)
 		return 0;
-	if (pvm_qmp_session_new(pvm_control_commands, c, sink, &replies, &s) < 0) {
+	if (pvm_qmp_session_new(pvm_control_commands, c, pvm_fuzz_qmp_sink, &replies, &s) < 0) {
 		pvm_control_free(c);
 		return 0;
 	}

@@ -189,10 +189,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", statedir);
-	return system(cmd);
+	return pvm_test_rmtree(statedir);
 }
 
 int main(void)

@@ -9,7 +9,23 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ftw.h>
+#include <stdio.h>
+
 #include "core/alloc-priv.h"
+
+static inline int pvm_test_rmtree_one(const char *path, const struct stat *st, int flag,
+				      struct FTW *ftw)
+{
+	return remove(path);
+}
+
+/* Remove the test's temporary directory @dir and everything in it (no shell involved).
+ * Returns 0, or -1 when something could not be removed. */
+static inline int pvm_test_rmtree(const char *dir)
+{
+	return nftw(dir, pvm_test_rmtree_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /*
  * Allocation torture: run @op with the 1st, 2nd, ... allocation failing until it runs with no
