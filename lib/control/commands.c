@@ -224,8 +224,6 @@ static int cmd_device_add(void *opaque, struct pvm_qmp_call *call, json_object *
 				     "vfio-pci, nvme and vhost-vdpa-device-pci)", driver);
 	if (!id || !*id)
 		return pvm_error_set(err, -EINVAL, "Parameter 'id' is missing");
-	if (pvm_machine_hostdev_find(c->m, id) >= 0 || pvm_machine_memdev_find(c->m, id) >= 0)
-		return pvm_error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
 	rc = pvm_machine_attach_hostdev(c->m, id, (enum pvm_machine_hostdev_kind)kind, err);
 	return rc < 0 ? machine_failed(call, rc, err) : 0;
 }

@@ -292,12 +292,12 @@ int pvm_machine_attach_hostdev(struct pvm_machine *m, const char *id, enum pvm_m
 	if (!id || !*id || strlen(id) >= sizeof(h->id) || !id_ok(id))
 		return pvm_error_set(err, -EINVAL, "bad device id");
 	if (pvm_machine_hostdev_find(m, id) >= 0)
-		return pvm_error_set(err, -EEXIST, "device '%s' is already attached", id);
+		return pvm_error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
 	/* Nor the id of a device the domain model already has (virtio-mem, a <hostdev> of the XML):
 	 * an id names one device, and pvm_domain_detach() removes every pass-through device it
 	 * names, so detaching the new one took the XML's own <hostdev> out of the model too. */
 	if (domain_uses_id(m->dom, id))
-		return pvm_error_set(err, -EEXIST, "device id '%s' is in use", id);
+		return pvm_error_set(err, -EEXIST, "Duplicate device ID '%s'", id);
 	if (m->nhostdevs == PVM_MACHINE_MAX_DEVICES)
 		return pvm_error_set(err, -ENOSPC, "too many host devices");
 	/* Both needs first: the rollback below must not depend on an allocation. */
